@@ -1,0 +1,119 @@
+// Owns the execmon BPF skeleton: prerequisite checks, feature probes, load,
+// attach, ring-buffer polling, iterator runs and kernel-side counters.
+// Everything returns absl::Status; the destructor detaches and frees.
+#ifndef EXECMON_AGENT_BPF_BPF_LOADER_H_
+#define EXECMON_AGENT_BPF_BPF_LOADER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "agent/event/event.h"
+
+struct execmon_bpf;
+struct ring_buffer;
+struct bpf_link;
+struct bpf_program;
+
+namespace execmon {
+
+enum class ResolverMode {
+  kAuto,      // task_work when the kernel has it, else iterator
+  kTaskWork,  // require bpf_task_work (fail start-up without it)
+  kIterator,  // late resolution by iterator runs, even if task_work exists
+};
+
+struct BpfOptions {
+  ResolverMode resolver = ResolverMode::kAuto;
+  uint32_t ring_buffer_bytes = 16u << 20;
+  uint32_t cache_entries = 16384;
+  uint32_t pending_entries = 4096;
+  uint64_t cache_min_age_ns = 2'000'000'000;
+};
+
+// What the running kernel offers, probed before load.
+struct KernelFeatures {
+  bool btf = false;
+  bool task_work = false;  // bpf_task_work_schedule_resume_impl kfunc
+  std::string release;
+};
+
+absl::StatusOr<KernelFeatures> ProbeKernel();
+
+// Checks privileges and BTF; the error says what is missing and how to fix.
+absl::Status CheckPrerequisites();
+
+// A request to the resolver iterator: build IDs of ELF images mapped at
+// the given addresses (0 = the main executable via its auxv).
+struct ResolveItem {
+  uint64_t addr = 0;
+  uint64_t size = 0;
+  FileKey key;
+};
+
+class BpfLoader {
+ public:
+  using RecordCallback = std::function<void(absl::Span<const uint8_t>)>;
+
+  static absl::StatusOr<std::unique_ptr<BpfLoader>> Create(
+      const BpfOptions& options, RecordCallback on_record);
+  ~BpfLoader();
+  BpfLoader(const BpfLoader&) = delete;
+  BpfLoader& operator=(const BpfLoader&) = delete;
+
+  // Attaches the exec, fork and exit programs.
+  absl::Status Attach();
+  // Detaches them (no new records); the ring buffer can still be drained.
+  void Detach();
+
+  // Waits up to timeout_ms for ring-buffer records and delivers them to the
+  // callback. Returns the number of records consumed.
+  absl::StatusOr<int> Poll(int timeout_ms);
+
+  // Drains what is already in the ring buffer, without waiting.
+  absl::StatusOr<int> Drain();
+
+  // Updates CLOCK_REALTIME - CLOCK_BOOTTIME for the cache's age check.
+  void RefreshClockOffset();
+
+  // Snapshot iterators: raw records, concatenated.
+  absl::StatusOr<std::vector<uint8_t>> RunSnapshotTasks();
+  absl::StatusOr<std::vector<uint8_t>> RunSnapshotObjects();
+
+  // Runs the resolver for one process. source is the em_bid_source the
+  // results are stamped with (snapshot or iterator).
+  absl::StatusOr<std::vector<uint8_t>> Resolve(uint32_t pid,
+                                               absl::Span<const ResolveItem> items,
+                                               BuildIdSource source);
+
+  // Kernel-side counters (enum em_stat order), summed over CPUs.
+  absl::StatusOr<std::vector<uint64_t>> ReadStats() const;
+
+  // Entries currently in the build-ID cache (walks the map; for metrics).
+  absl::StatusOr<uint64_t> CacheEntries() const;
+
+  bool uses_task_work() const { return use_task_work_; }
+  const KernelFeatures& features() const { return features_; }
+
+ private:
+  BpfLoader() = default;
+  absl::StatusOr<std::vector<uint8_t>> RunIterator(::bpf_program* prog,
+                                                   uint32_t tid);
+
+  execmon_bpf* skel_ = nullptr;
+  ring_buffer* ring_ = nullptr;
+  std::vector<::bpf_link*> links_;
+  RecordCallback on_record_;
+  KernelFeatures features_;
+  bool use_task_work_ = false;
+  int ncpus_ = 1;
+};
+
+}  // namespace execmon
+
+#endif  // EXECMON_AGENT_BPF_BPF_LOADER_H_

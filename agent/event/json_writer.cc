@@ -1,0 +1,275 @@
+#include "agent/event/json_writer.h"
+
+#include <sys/stat.h>
+
+#include "absl/time/time.h"
+#include "bpf/execmon_abi.h"
+#include "rapidjson/stringbuffer.h"
+#include "rapidjson/writer.h"
+
+namespace execmon {
+namespace {
+
+using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+void Key(Writer& w, const char* k) { w.Key(k); }
+
+void Str(Writer& w, const char* k, absl::string_view v) {
+  w.Key(k);
+  w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+}
+
+void U64(Writer& w, const char* k, uint64_t v) {
+  w.Key(k);
+  w.Uint64(v);
+}
+
+void Bool(Writer& w, const char* k, bool v) {
+  w.Key(k);
+  w.Bool(v);
+}
+
+// build_id, build_id_source, build_id_error: the ID is null when unknown,
+// and then the error says why.
+void BuildIdFields(Writer& w, const BuildId& b) {
+  w.Key("build_id");
+  if (b.known()) {
+    std::string hex = b.Hex();
+    w.String(hex.data(), static_cast<rapidjson::SizeType>(hex.size()));
+  } else {
+    w.Null();
+  }
+  Str(w, "build_id_source", BuildIdSourceName(b.source));
+  w.Key("build_id_error");
+  if (b.error == 0) {
+    w.Null();
+  } else {
+    w.String(BuildIdErrorName(b.error));
+  }
+}
+
+// The file identity; exec events also know the inode's link count and mode.
+void FileFields(Writer& w, const FileKey& f, const ExecEvent* exec) {
+  Key(w, "exe");
+  w.StartObject();
+  U64(w, "dev", f.UserDev());
+  U64(w, "inode", f.ino);
+  w.Key("ctime_ns");
+  w.Int64(f.CtimeNs());
+  U64(w, "size", f.size);
+  if (exec != nullptr) {
+    U64(w, "nlink", exec->exe_nlink);
+    U64(w, "mode", exec->exe_mode);
+  }
+  w.EndObject();
+}
+
+void Args(Writer& w, const std::vector<std::string>& args) {
+  w.Key("args");
+  w.StartArray();
+  for (const std::string& a : args) {
+    w.String(a.data(), static_cast<rapidjson::SizeType>(a.size()));
+  }
+  w.EndArray();
+}
+
+void Header(Writer& w, const char* type, const std::string& time,
+            const std::string& node) {
+  U64(w, "schema", kSchemaVersion);
+  Str(w, "type", type);
+  Str(w, "time", time);
+  Str(w, "node", node);
+}
+
+void ParentObject(Writer& w, const ProcessInfo* parent) {
+  if (parent == nullptr) return;
+  Key(w, "parent");
+  w.StartObject();
+  U64(w, "pid", parent->pid);
+  Str(w, "exec_id", parent->exec_id);
+  Str(w, "binary", parent->binary);
+  w.Key("build_id");
+  if (parent->build_id.known()) {
+    std::string hex = parent->build_id.Hex();
+    w.String(hex.data(), static_cast<rapidjson::SizeType>(hex.size()));
+  } else {
+    w.Null();
+  }
+  w.EndObject();
+}
+
+}  // namespace
+
+std::string JsonWriter::WallTime(uint64_t boot_ns) const {
+  int64_t real = static_cast<int64_t>(boot_ns) + boot_to_real_ns_;
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E9SZ", absl::FromUnixNanos(real),
+                          absl::UTCTimeZone());
+}
+
+std::string JsonWriter::Exec(const ExecEvent& e, const ProcessInfo& self,
+                             const ProcessInfo* parent) const {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  Header(w, "exec", WallTime(e.ktime_ns), node_);
+  Key(w, "process");
+  w.StartObject();
+  U64(w, "pid", e.pid);
+  U64(w, "tid", e.tid);
+  U64(w, "ppid", e.ppid);
+  U64(w, "uid", e.uid);
+  U64(w, "gid", e.gid);
+  U64(w, "euid", e.euid);
+  U64(w, "egid", e.egid);
+  w.Key("loginuid");
+  if (e.loginuid == UINT32_MAX) {
+    w.Null();
+  } else {
+    w.Uint(e.loginuid);
+  }
+  Str(w, "comm", e.comm);
+  Str(w, "exec_id", self.exec_id);
+  w.Key("parent_exec_id");
+  if (self.parent_exec_id.empty()) {
+    w.Null();
+  } else {
+    w.String(self.parent_exec_id.c_str());
+  }
+  Str(w, "filename", e.filename);
+  Str(w, "binary", e.binary);
+  Args(w, e.args);
+  U64(w, "argc", e.argc);
+  Bool(w, "args_truncated", (e.flags & EM_F_ARGS_TRUNC) != 0);
+  Str(w, "cwd", e.cwd);
+  U64(w, "cgroup_id", e.cgroup_id);
+  U64(w, "mnt_ns", e.mnt_ns);
+  U64(w, "pid_ns", e.pid_ns);
+  Str(w, "start_time", WallTime(e.start_ns));
+  U64(w, "ktime_ns", e.ktime_ns);
+  FileFields(w, e.exe, &e);
+  BuildIdFields(w, e.build_id);
+  if (e.resolved_ns != 0) {
+    U64(w, "build_id_resolved_ns", e.resolved_ns);
+  }
+  Bool(w, "build_id_late", e.build_id.source == BuildIdSource::kIterator);
+  Bool(w, "build_id_cached", (e.flags & EM_F_NOT_CACHED) == 0 &&
+                                 e.build_id.source != BuildIdSource::kNone);
+  bool fileless = (e.flags & EM_F_EXE_UNLINKED) != 0;
+  Bool(w, "fileless", fileless);
+  Bool(w, "memfd", fileless && e.binary.rfind("/memfd:", 0) == 0);
+  if (e.flags & EM_F_SCRIPT) {
+    Key(w, "script");
+    w.StartObject();
+    Str(w, "path", e.filename);
+    Str(w, "interpreter", e.binary);
+    w.EndObject();
+  }
+  if (e.flags & (EM_F_FILENAME_TRUNC | EM_F_BINARY_TRUNC | EM_F_CWD_TRUNC)) {
+    Key(w, "truncated");
+    w.StartArray();
+    if (e.flags & EM_F_FILENAME_TRUNC) w.String("filename");
+    if (e.flags & EM_F_BINARY_TRUNC) w.String("binary");
+    if (e.flags & EM_F_CWD_TRUNC) w.String("cwd");
+    w.EndArray();
+  }
+  w.EndObject();
+  ParentObject(w, parent);
+  w.EndObject();
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
+std::string JsonWriter::Exit(const ExitEvent& e, const ProcessInfo* self) const {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  Header(w, "exit", WallTime(e.ktime_ns), node_);
+  Key(w, "process");
+  w.StartObject();
+  U64(w, "pid", e.pid);
+  if (self != nullptr) {
+    U64(w, "ppid", self->ppid);
+    Str(w, "exec_id", self->exec_id);
+    w.Key("parent_exec_id");
+    if (self->parent_exec_id.empty()) {
+      w.Null();
+    } else {
+      w.String(self->parent_exec_id.c_str());
+    }
+    Str(w, "binary", self->binary);
+    U64(w, "cgroup_id", self->cgroup_id);
+    BuildIdFields(w, self->build_id);
+  }
+  Str(w, "start_time", WallTime(e.start_ns));
+  w.EndObject();
+  Key(w, "exit");
+  w.StartObject();
+  U64(w, "status", e.exit_code);
+  if (WIFSIGNALED(e.exit_code)) {
+    U64(w, "signal", WTERMSIG(e.exit_code));
+  } else {
+    U64(w, "code", WEXITSTATUS(e.exit_code));
+  }
+  U64(w, "lifetime_ns", e.ktime_ns > e.start_ns ? e.ktime_ns - e.start_ns : 0);
+  w.EndObject();
+  w.EndObject();
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
+std::string JsonWriter::Snapshot(
+    const SnapTask& t, const ProcessInfo& self, const SnapObject* exe,
+    const std::vector<const SnapObject*>& objects) const {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  Header(w, "snapshot", WallTime(t.ktime_ns), node_);
+  Key(w, "process");
+  w.StartObject();
+  U64(w, "pid", t.pid);
+  U64(w, "ppid", t.ppid);
+  U64(w, "uid", t.uid);
+  U64(w, "gid", t.gid);
+  U64(w, "euid", t.euid);
+  w.Key("loginuid");
+  if (t.loginuid == UINT32_MAX) {
+    w.Null();
+  } else {
+    w.Uint(t.loginuid);
+  }
+  Str(w, "comm", t.comm);
+  Str(w, "exec_id", self.exec_id);
+  w.Key("parent_exec_id");
+  if (self.parent_exec_id.empty()) {
+    w.Null();
+  } else {
+    w.String(self.parent_exec_id.c_str());
+  }
+  Str(w, "binary", self.binary);
+  Args(w, t.args);
+  Bool(w, "args_truncated", (t.flags & EM_F_ARGS_TRUNC) != 0);
+  U64(w, "cgroup_id", t.cgroup_id);
+  U64(w, "mnt_ns", t.mnt_ns);
+  U64(w, "pid_ns", t.pid_ns);
+  Str(w, "start_time", WallTime(t.start_ns));
+  if (exe != nullptr) {
+    FileFields(w, exe->file, nullptr);
+    BuildIdFields(w, exe->build_id);
+  } else {
+    BuildIdFields(w, BuildId{});
+  }
+  Key(w, "objects");
+  w.StartArray();
+  for (const SnapObject* o : objects) {
+    w.StartObject();
+    Str(w, "path", o->path);
+    BuildIdFields(w, o->build_id);
+    U64(w, "inode", o->file.ino);
+    U64(w, "dev", o->file.UserDev());
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  w.EndObject();
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
+}  // namespace execmon

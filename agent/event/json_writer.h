@@ -1,0 +1,42 @@
+// Renders events as JSON lines (the contract in docs/events.md). One
+// writer per agent; not thread-safe.
+#ifndef EXECMON_AGENT_EVENT_JSON_WRITER_H_
+#define EXECMON_AGENT_EVENT_JSON_WRITER_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "agent/event/event.h"
+#include "agent/process/process_table.h"
+
+namespace execmon {
+
+inline constexpr int kSchemaVersion = 1;
+
+class JsonWriter {
+ public:
+  explicit JsonWriter(std::string node) : node_(std::move(node)) {}
+
+  // CLOCK_REALTIME - CLOCK_BOOTTIME, to turn kernel times into wall time.
+  void set_boot_to_real_ns(int64_t v) { boot_to_real_ns_ = v; }
+  int64_t boot_to_real_ns() const { return boot_to_real_ns_; }
+
+  std::string Exec(const ExecEvent& e, const ProcessInfo& self,
+                   const ProcessInfo* parent) const;
+  std::string Exit(const ExitEvent& e, const ProcessInfo* self) const;
+  std::string Snapshot(const SnapTask& t, const ProcessInfo& self,
+                       const SnapObject* exe,
+                       const std::vector<const SnapObject*>& objects) const;
+
+  // RFC 3339 UTC with nanoseconds, from a boot-clock time.
+  std::string WallTime(uint64_t boot_ns) const;
+
+ private:
+  std::string node_;
+  int64_t boot_to_real_ns_ = 0;
+};
+
+}  // namespace execmon
+
+#endif  // EXECMON_AGENT_EVENT_JSON_WRITER_H_

@@ -1,0 +1,197 @@
+// execmon: container-aware exec security monitor.
+//
+//   execmon run [--output=stdout|PATH] [flags]   monitor every exec
+//   execmon buildid FILE...                      print build IDs (libelf)
+//   execmon version
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "agent/agent.h"
+#include "agent/bpf/bpf_loader.h"
+#include "agent/common/log.h"
+#include "agent/common/version.h"
+#include "agent/elf/build_id_file.h"
+#include "agent/sink/json_lines_sink.h"
+
+ABSL_FLAG(std::string, output, "stdout",
+          "Where JSON-lines events go: stdout, or a file path (appended).");
+ABSL_FLAG(std::string, node, "",
+          "Node name reported in events (default: the host name; in "
+          "Kubernetes set it from spec.nodeName).");
+ABSL_FLAG(std::string, build_id_resolver, "auto",
+          "How cache misses are resolved: auto (task_work when the kernel "
+          "has it, else iterator), task_work (require it), iterator (late, "
+          "after the program started).");
+ABSL_FLAG(uint32_t, ring_buffer_mb, 16,
+          "BPF ring buffer size in MiB (power of two).");
+ABSL_FLAG(uint32_t, cache_entries, 16384,
+          "Build-ID cache entries (BPF LRU hash; ~100 bytes each).");
+ABSL_FLAG(uint32_t, pending_entries, 4096,
+          "Execs that can await build-ID resolution at once.");
+ABSL_FLAG(absl::Duration, cache_min_age, absl::Seconds(2),
+          "A file changed (ctime) more recently than this is not cached, so "
+          "an in-place rewrite within one clock tick cannot serve a stale ID.");
+ABSL_FLAG(uint32_t, max_processes, 65536, "Process table bound.");
+ABSL_FLAG(bool, snapshot, true,
+          "Report processes running at start-up (BPF task/VMA iterators).");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+void OnSignal(int) { g_stop.store(true); }
+
+int Usage() {
+  std::fprintf(stderr,
+               "usage: execmon run [flags]       monitor execs (--help for flags)\n"
+               "       execmon buildid FILE...   print 'HEX  FILE' per file\n"
+               "       execmon version\n");
+  return 2;
+}
+
+int CmdBuildId(const std::vector<char*>& args) {
+  if (args.size() < 3) {
+    std::fprintf(stderr, "usage: execmon buildid FILE...\n");
+    return 2;
+  }
+  int rc = 0;
+  for (size_t i = 2; i < args.size(); ++i) {
+    auto id = execmon::ReadBuildIdFile(args[i]);
+    if (!id.ok()) {
+      std::fprintf(stderr, "execmon: %s\n", std::string(id.status().message()).c_str());
+      rc = 1;
+      continue;
+    }
+    execmon::BuildId b;
+    b.bytes = *id;
+    std::printf("%s  %s\n", b.Hex().c_str(), args[i]);
+  }
+  return rc;
+}
+
+absl::Status ParseLogLevel(const std::string& s) {
+  if (s == "debug") {
+    execmon::SetLogLevel(execmon::LogLevel::kDebug);
+  } else if (s == "info") {
+    execmon::SetLogLevel(execmon::LogLevel::kInfo);
+  } else if (s == "warning") {
+    execmon::SetLogLevel(execmon::LogLevel::kWarning);
+  } else if (s == "error") {
+    execmon::SetLogLevel(execmon::LogLevel::kError);
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--log_level=", s, ": want debug, info, warning or error"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<execmon::ResolverMode> ParseResolver(const std::string& s) {
+  if (s == "auto") return execmon::ResolverMode::kAuto;
+  if (s == "task_work") return execmon::ResolverMode::kTaskWork;
+  if (s == "iterator") return execmon::ResolverMode::kIterator;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--build_id_resolver=", s, ": want auto, task_work or iterator"));
+}
+
+absl::Status CmdRun() {
+  if (absl::Status s = ParseLogLevel(absl::GetFlag(FLAGS_log_level)); !s.ok()) {
+    return s;
+  }
+  auto resolver = ParseResolver(absl::GetFlag(FLAGS_build_id_resolver));
+  if (!resolver.ok()) return resolver.status();
+  uint32_t rb_mb = absl::GetFlag(FLAGS_ring_buffer_mb);
+  if (rb_mb == 0 || (rb_mb & (rb_mb - 1)) != 0 || rb_mb > 1024) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--ring_buffer_mb=", rb_mb, ": want a power of two from 1 to 1024"));
+  }
+  if (absl::Status s = execmon::CheckPrerequisites(); !s.ok()) return s;
+
+  std::vector<std::unique_ptr<execmon::EventSink>> sinks;
+  auto out = execmon::JsonLinesSink::Open(absl::GetFlag(FLAGS_output));
+  if (!out.ok()) return out.status();
+  sinks.push_back(*std::move(out));
+
+  execmon::AgentOptions opts;
+  opts.node = absl::GetFlag(FLAGS_node);
+  if (opts.node.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    opts.node = host;
+  }
+  opts.boot_id = execmon::ShortBootId();
+  opts.max_processes = absl::GetFlag(FLAGS_max_processes);
+  opts.snapshot = absl::GetFlag(FLAGS_snapshot);
+  execmon::Agent agent(opts, std::move(sinks));
+
+  execmon::BpfOptions bpf;
+  bpf.resolver = *resolver;
+  bpf.ring_buffer_bytes = rb_mb << 20;
+  bpf.cache_entries = absl::GetFlag(FLAGS_cache_entries);
+  bpf.pending_entries = absl::GetFlag(FLAGS_pending_entries);
+  bpf.cache_min_age_ns = absl::ToInt64Nanoseconds(absl::GetFlag(FLAGS_cache_min_age));
+  auto loader = execmon::BpfLoader::Create(
+      bpf, [&agent](absl::Span<const uint8_t> rec) { agent.OnRecord(rec); });
+  if (!loader.ok()) return loader.status();
+  agent.set_loader(loader->get());
+  if (!(*loader)->uses_task_work()) {
+    execmon::LogWarning(
+        "build IDs of first-seen binaries are resolved late (iterator): "
+        "kernel ", (*loader)->features().release,
+        (*loader)->features().task_work ? " has bpf_task_work but "
+                                          "--build_id_resolver=iterator was set"
+                                        : " lacks bpf_task_work (6.18+)",
+        "; such programs run before their build ID is known");
+  }
+
+  struct sigaction sa = {};
+  sa.sa_handler = OnSignal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  return agent.Run(g_stop);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "execmon run [flags] | execmon buildid FILE... | execmon version");
+  absl::FlagsUsageConfig cfg;
+  cfg.contains_help_flags = [](absl::string_view f) {
+    return absl::StrContains(f, "agent/main.cc");
+  };
+  cfg.version_string = [] { return std::string(EXECMON_VERSION "\n"); };
+  absl::SetFlagsUsageConfig(cfg);
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  if (args.size() < 2) return Usage();
+  std::string cmd = args[1];
+  if (cmd == "version") {
+    std::printf("execmon %s\n", EXECMON_VERSION);
+    return 0;
+  }
+  if (cmd == "buildid") return CmdBuildId(args);
+  if (cmd != "run") return Usage();
+  if (args.size() > 2) {
+    std::fprintf(stderr, "execmon run: unexpected argument '%s'\n", args[2]);
+    return 2;
+  }
+  absl::Status s = CmdRun();
+  if (!s.ok()) {
+    std::fprintf(stderr, "execmon: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The one ABI shared by the BPF programs (bpf/ *.bpf.c) and the agent
+ * (agent/). Plain C, fixed-width types only, explicit padding: every struct
+ * here is decoded byte for byte by agent/event/decoder.cc, which
+ * static_asserts sizes and offsets. Bump EM_ABI_VERSION on any change.
+ */
+#ifndef EXECMON_ABI_H
+#define EXECMON_ABI_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define EM_ABI_VERSION 1
+
+#define EM_COMM_LEN 16
+#define EM_PATH_MAX 512 /* filename, binary, cwd: bytes incl. NUL */
+#define EM_ARGS_MAX 1024 /* NUL-separated argv bytes */
+#define EM_BUILD_ID_MAX 20
+
+/* Record types on the ring buffer and in iterator output. */
+enum em_event_type {
+	EM_EV_EXEC = 1,
+	EM_EV_EXIT = 2,
+	EM_EV_FORK = 3,
+	EM_EV_SNAP_OBJECT = 4, /* iterator: one mapped ELF object of a task */
+	EM_EV_SNAP_TASK = 5, /* iterator: one running process */
+	EM_EV_RESOLVED = 6, /* iterator: late build-ID resolution */
+};
+
+/* Where a build ID came from. */
+enum em_bid_source {
+	EM_BID_SRC_NONE = 0,
+	EM_BID_SRC_CACHE = 1, /* LRU cache hit at exec */
+	EM_BID_SRC_TASK_WORK = 2, /* read by the task_work callback */
+	EM_BID_SRC_ITERATOR = 3, /* late: iterator run triggered by the agent */
+	EM_BID_SRC_SNAPSHOT = 4, /* start-up snapshot of running processes */
+};
+
+/* Why there is no build ID. EM_BID_OK means build_id[0..len) is valid. */
+enum em_bid_error {
+	EM_BID_OK = 0,
+	EM_BID_ERR_PENDING = 1, /* deferred to the iterator resolver */
+	EM_BID_ERR_NOT_ELF = 2, /* bad magic, class or data encoding */
+	EM_BID_ERR_NO_NOTE = 3, /* ELF without an NT_GNU_BUILD_ID note */
+	EM_BID_ERR_READ_FAULT = 4, /* task memory could not be read */
+	EM_BID_ERR_BAD_PHDRS = 5, /* phnum/phentsize/phoff out of bounds */
+	EM_BID_ERR_BAD_NOTE = 6, /* truncated, overflowing or absurd note */
+	EM_BID_ERR_BAD_SIZE = 7, /* build-ID descriptor of 0 or > 20 bytes */
+	EM_BID_ERR_NO_AUXV = 8, /* AT_PHDR/AT_PHNUM missing from the auxv */
+	EM_BID_ERR_NO_MAPPING = 9, /* no file-backed VMA at AT_PHDR */
+	EM_BID_ERR_MISMATCH = 10, /* that VMA maps another file */
+	EM_BID_ERR_EXITED = 11, /* task exited before resolution */
+	EM_BID_ERR_SCHEDULE = 12, /* task_work could not be scheduled */
+	EM_BID_ERR_TABLE_FULL = 13, /* too many execs pending resolution */
+	EM_BID_ERR_LIMIT = 14, /* more phdrs/notes than the walk allows */
+	EM_BID_ERR_MAX,
+};
+
+/*
+ * Kernel-side counters (per-CPU array, index = enum em_stat). Every event
+ * the kernel side could not deliver is counted here.
+ */
+enum em_stat {
+	EM_STAT_EXEC = 0, /* sched_process_exec runs */
+	EM_STAT_CACHE_HIT,
+	EM_STAT_CACHE_MISS,
+	EM_STAT_CACHE_FILL,
+	EM_STAT_CACHE_SKIP_FRESH, /* not cached: ctime within min age */
+	EM_STAT_TW_SCHEDULED,
+	EM_STAT_TW_SCHEDULE_FAIL,
+	EM_STAT_TW_RAN,
+	EM_STAT_PENDING_FULL, /* pending-resolution table full */
+	EM_STAT_PENDING_EXITED, /* task exited before its task_work ran */
+	EM_STAT_PENDING_REPLACED, /* a stale pending entry was overwritten */
+	EM_STAT_RB_DROP_EXEC, /* ring buffer full: exec event lost */
+	EM_STAT_RB_DROP_EXIT,
+	EM_STAT_RB_DROP_FORK,
+	EM_STAT_ITER_RESOLVED, /* build IDs read by iterator programs */
+	EM_STAT_MAX,
+};
+
+/* Exec event flags. */
+#define EM_F_ARGS_TRUNC (1U << 0)
+#define EM_F_FILENAME_TRUNC (1U << 1)
+#define EM_F_BINARY_TRUNC (1U << 2)
+#define EM_F_CWD_TRUNC (1U << 3)
+#define EM_F_SCRIPT (1U << 4) /* a binfmt handler (#!) swapped the file */
+#define EM_F_EXE_UNLINKED (1U << 5) /* i_nlink == 0: memfd or deleted */
+#define EM_F_EXECFD (1U << 6) /* fexecve/execveat with AT_EMPTY_PATH */
+#define EM_F_NOT_CACHED (1U << 7) /* too fresh (ctime) to be cached */
+
+/*
+ * Identity of an executed file, the build-ID cache key. ctime changes on
+ * every write, and the exec path never caches an entry whose ctime is
+ * within em_cache_min_age_ns of now, so an in-place overwrite (same dev and
+ * inode) always yields a new key: a stale ID is never served.
+ */
+struct em_file_key {
+	__u64 ino;
+	__s64 ctime_sec;
+	__u32 ctime_nsec;
+	__u32 dev; /* kernel dev_t encoding: major << 20 | minor */
+	__u32 generation;
+	__u32 pad;
+	__u64 size;
+};
+
+struct em_build_id {
+	__u8 id[EM_BUILD_ID_MAX];
+	__u8 len;
+	__u8 source; /* enum em_bid_source */
+	__u8 error; /* enum em_bid_error */
+	__u8 pad;
+};
+
+/* Build-ID cache value (BPF LRU hash keyed by em_file_key). */
+struct em_cache_val {
+	struct em_build_id bid;
+	__u64 filled_ns; /* bpf_ktime_get_boot_ns() at fill */
+};
+
+struct em_header {
+	__u16 type; /* enum em_event_type */
+	__u16 abi; /* EM_ABI_VERSION */
+	__u32 size; /* bytes of the whole record */
+	__u64 ktime_ns; /* bpf_ktime_get_boot_ns() */
+};
+
+struct em_exec_event {
+	struct em_header hdr;
+	__u32 pid; /* tgid */
+	__u32 tid;
+	__u32 ppid; /* real_parent tgid */
+	__u32 uid;
+	__u32 gid;
+	__u32 euid;
+	__u32 egid;
+	__u32 loginuid;
+	__u32 flags; /* EM_F_* */
+	__u32 mnt_ns;
+	__u32 pid_ns;
+	__u32 argc;
+	__u64 cgroup_id;
+	__u64 start_ns; /* task start, boot-based ns */
+	__u64 resolved_ns; /* when the build ID became known */
+	struct em_file_key exe;
+	__u32 exe_nlink;
+	__u32 exe_mode;
+	struct em_build_id bid;
+	__u16 filename_len;
+	__u16 binary_len;
+	__u16 cwd_len;
+	__u16 args_len;
+	char comm[EM_COMM_LEN];
+	char filename[EM_PATH_MAX]; /* as passed to exec */
+	char binary[EM_PATH_MAX]; /* the executed ELF, relative to root */
+	char cwd[EM_PATH_MAX];
+	char args[EM_ARGS_MAX];
+};
+
+struct em_fork_event {
+	struct em_header hdr;
+	__u32 pid; /* child tgid */
+	__u32 ppid; /* parent tgid */
+	__u64 start_ns;
+};
+
+struct em_exit_event {
+	struct em_header hdr;
+	__u32 pid;
+	__u32 exit_code; /* wait(2) status encoding */
+	__u64 start_ns;
+};
+
+/* Iterator record: a file-backed mapping of file offset 0 (an ELF object). */
+struct em_snap_object {
+	struct em_header hdr;
+	__u32 pid;
+	__u32 is_exe; /* maps mm->exe_file */
+	__u64 vm_start;
+	__u64 vm_size; /* vm_end - vm_start: bounds the phdr table */
+	struct em_file_key file;
+	struct em_build_id bid;
+	__u32 path_len;
+	__u32 flags; /* EM_F_BINARY_TRUNC */
+	char path[EM_PATH_MAX];
+};
+
+/* Iterator record: one process (thread-group leader). */
+struct em_snap_task {
+	struct em_header hdr;
+	__u32 pid;
+	__u32 ppid;
+	__u32 uid;
+	__u32 gid;
+	__u32 euid;
+	__u32 loginuid;
+	__u32 mnt_ns;
+	__u32 pid_ns;
+	__u64 cgroup_id;
+	__u64 start_ns;
+	__u32 args_len;
+	__u32 flags;
+	char comm[EM_COMM_LEN];
+	char args[EM_ARGS_MAX];
+};
+
+/*
+ * Request to the resolver iterator (iter.s/task, one task): read the build
+ * ID of the ELF images mapped at addrs (file offset 0), or with
+ * EM_RESOLVE_EXE of the main executable via its auxv. Written by the agent
+ * into .bss before each run.
+ */
+#define EM_RESOLVE_MAX 32
+#define EM_RESOLVE_EXE 0
+struct em_resolve_req {
+	__u32 pid;
+	__u32 n;
+	__u64 addrs[EM_RESOLVE_MAX];
+	__u64 sizes[EM_RESOLVE_MAX]; /* mapping size, bounds the phdr table */
+	struct em_file_key keys[EM_RESOLVE_MAX]; /* cache keys to fill */
+};
+
+/* Iterator record: one build ID read by the resolver. */
+struct em_resolved {
+	struct em_header hdr;
+	__u32 pid;
+	__u32 index; /* into em_resolve_req.addrs */
+	__u64 start_ns;
+	struct em_file_key file;
+	struct em_build_id bid;
+};
+
+#endif /* EXECMON_ABI_H */

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what building and testing execmon needs, from Debian 12 packages.
+# Idempotent: apt runs only when a package is missing. Needs root.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  cmake make g++ pkg-config clang llvm bpftool
+  libbpf-dev libelf-dev zlib1g-dev libabsl-dev rapidjson-dev
+  # tests
+  libgtest-dev libgmock-dev python3 python3-pytest binutils util-linux
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+    || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: missing packages: ${missing[*]}; run as root" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,155 @@
+"""Harness for end-to-end tests: the real agent, the real kernel, real execs.
+
+Every test here runs build/bin/execmon as root against the running kernel,
+executes real programs, and asserts on the JSON events the agent writes.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("EXECMON_BUILD_DIR", REPO / "build"))
+EXECMON = BUILD / "bin" / "execmon"
+BIN = BUILD / "tests" / "e2e" / "bin"
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.geteuid() != 0:
+        skip = pytest.mark.skip(reason="e2e tests load BPF programs: run as root")
+        for item in items:
+            item.add_marker(skip)
+
+
+def readelf_build_id(path):
+    """The build ID as binutils' readelf reports it (independent oracle)."""
+    out = subprocess.run(["readelf", "-n", str(path)], capture_output=True,
+                         text=True, check=True).stdout
+    m = re.search(r"Build ID: ([0-9a-f]+)", out)
+    return m.group(1) if m else None
+
+
+def execmon_build_id(path):
+    """The build ID as `execmon buildid` (libelf) reports it."""
+    r = subprocess.run([str(EXECMON), "buildid", str(path)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return None
+    hexid, name = r.stdout.split(None, 1)
+    assert name.strip() == str(path)
+    return hexid
+
+
+class Agent:
+    """A running `execmon run` writing JSON lines to a file."""
+
+    def __init__(self, tmp_path, *flags):
+        self.out = tmp_path / "events.jsonl"
+        self.err = tmp_path / "agent.log"
+        self._err_f = open(self.err, "w")
+        self.proc = subprocess.Popen(
+            [str(EXECMON), "run", f"--output={self.out}", *flags],
+            stdout=subprocess.DEVNULL, stderr=self._err_f)
+        self._offset = 0
+        self._events = []
+        deadline = time.monotonic() + 60
+        while "ready:" not in self.log():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"agent exited {self.proc.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"agent not ready in 60 s:\n{self.log()}")
+            time.sleep(0.05)
+
+    def log(self):
+        return self.err.read_text()
+
+    def events(self):
+        """All events so far (parsed), in output order."""
+        if self.out.exists():
+            with open(self.out) as f:
+                f.seek(self._offset)
+                data = f.read()
+            # Only complete lines: the agent may be mid-write.
+            end = data.rfind("\n") + 1
+            for line in data[:end].splitlines():
+                self._events.append(json.loads(line))
+            self._offset += len(data[:end].encode())
+        return list(self._events)
+
+    def wait_for(self, pred, timeout=10, what="event"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for e in self.events():
+                if pred(e):
+                    return e
+            time.sleep(0.05)
+        raise AssertionError(f"no {what} within {timeout} s; agent log:\n{self.log()}")
+
+    def exec_event(self, pid, timeout=10):
+        return self.wait_for(
+            lambda e: e["type"] == "exec" and e["process"]["pid"] == pid,
+            timeout, f"exec event for pid {pid}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("agent did not stop within 30 s of SIGTERM")
+        self._err_f.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def agent_factory(tmp_path):
+    agents = []
+
+    def start(*flags, subdir=None):
+        d = tmp_path / (subdir or f"agent{len(agents)}")
+        d.mkdir()
+        a = Agent(d, *flags)
+        agents.append(a)
+        return a
+
+    yield start
+    for a in agents:
+        rc = a.stop()
+        assert rc == 0, f"agent exited {rc}:\n{a.log()}"
+
+
+@pytest.fixture
+def agent(agent_factory):
+    return agent_factory()
+
+
+def run(cmd, **kw):
+    """Runs a program to completion; returns (pid, CompletedProcess)."""
+    p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, **kw)
+    out, err = p.communicate(timeout=30)
+    return p.pid, subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
+def fresh_copy(src, dst):
+    """A new file with src's content: its ctime is now, so it is a cache miss
+    (and too fresh to be cached until the agent's --cache_min_age passes)."""
+    shutil.copyfile(src, dst)
+    os.chmod(dst, 0o755)
+    return Path(dst)
+
+
+def overwrite_in_place(src, dst):
+    """Rewrites dst with src's bytes keeping dst's inode (no rename)."""
+    data = Path(src).read_bytes()
+    with open(dst, "r+b") as f:
+        f.truncate(0)
+        f.write(data)
