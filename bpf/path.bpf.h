@@ -53,14 +53,35 @@ static __always_inline struct mount *em_real_mount(struct vfsmount *m)
 	return (void *)m - bpf_core_field_offset(struct mount, mnt);
 }
 
+/* Prepends "/<name of d>"; false when it does not fit (truncated). */
+static __always_inline bool em_walk_name(struct em_walk *w, struct dentry *d)
+{
+	struct em_path_scratch *s;
+	const unsigned char *name;
+	__u32 len;
+
+	s = bpf_map_lookup_elem(&em_path_scratch, &w->slot);
+	if (!s)
+		return false;
+	len = BPF_CORE_READ(d, d_name.len);
+	name = BPF_CORE_READ(d, d_name.name);
+	if (len > EM_WALK_NAME_MAX || len + 1 > w->pos) {
+		w->truncated = 1;
+		return false;
+	}
+	w->pos -= len;
+	bpf_probe_read_kernel(&s->buf[w->pos & (EM_WALK_BUF - 1)],
+			      len & EM_WALK_NAME_MAX, name);
+	w->pos -= 1;
+	s->buf[w->pos & (EM_WALK_BUF - 1)] = '/';
+	return true;
+}
+
 static long em_walk_step(__u32 i, void *arg)
 {
 	struct em_walk *w = arg;
-	struct em_path_scratch *s;
 	struct dentry *d = w->dentry, *parent, *mnt_root;
 	struct vfsmount *vfsmnt = w->vfsmnt;
-	const unsigned char *name;
-	__u32 len;
 
 	if (d == w->root_dentry && vfsmnt == w->root_mnt) {
 		w->done = 1;
@@ -68,13 +89,12 @@ static long em_walk_step(__u32 i, void *arg)
 	}
 	mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 	parent = BPF_CORE_READ(d, d_parent);
-	if (d == mnt_root || d == parent) {
+	if (d == mnt_root) {
 		struct mount *m = em_real_mount(vfsmnt);
 		struct mount *mp = BPF_CORE_READ(m, mnt_parent);
 
-		/* A disconnected dentry, the namespace root, or an internal
-		 * mount (memfd, pipes): nothing above it to name. */
-		if (d != mnt_root || mp == m) {
+		/* The namespace root, or an internal mount: nothing above. */
+		if (mp == m) {
 			w->done = 1;
 			return 1;
 		}
@@ -82,20 +102,14 @@ static long em_walk_step(__u32 i, void *arg)
 		w->vfsmnt = (void *)mp + bpf_core_field_offset(struct mount, mnt);
 		return 0;
 	}
-	s = bpf_map_lookup_elem(&em_path_scratch, &w->slot);
-	if (!s)
+	if (!em_walk_name(w, d))
 		return 1;
-	len = BPF_CORE_READ(d, d_name.len);
-	name = BPF_CORE_READ(d, d_name.name);
-	if (len > EM_WALK_NAME_MAX || len + 1 > w->pos) {
-		w->truncated = 1;
+	if (d == parent) {
+		/* A pseudo file (memfd, pipe) or a disconnected dentry: its own
+		 * name is all there is ("/memfd:name"). */
+		w->done = 1;
 		return 1;
 	}
-	w->pos -= len;
-	bpf_probe_read_kernel(&s->buf[w->pos & (EM_WALK_BUF - 1)],
-			      len & EM_WALK_NAME_MAX, name);
-	w->pos -= 1;
-	s->buf[w->pos & (EM_WALK_BUF - 1)] = '/';
 	w->dentry = parent;
 	return 0;
 }

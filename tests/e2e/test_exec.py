@@ -88,8 +88,11 @@ def test_build_id_of_fresh_binary(agent, tmp_path, name, want, error):
     assert p["build_id_error"] == error
     assert p["build_id_source"] == "task_work"
     if want is not None:
-        # Independent oracles agree.
-        assert readelf_build_id(prog) == want
+        # Independent oracles agree. readelf refuses ld's 1-byte note: its
+        # section (17 bytes) is not padded to the 4-byte note alignment,
+        # though the PT_NOTE segment holding it is.
+        if name != "hello_id1":
+            assert readelf_build_id(prog) == want
         assert execmon_build_id(prog) == want
     if name == "late_note":
         data = prog.read_bytes()
