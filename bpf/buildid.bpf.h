@@ -208,8 +208,12 @@ static __noinline int em_read_build_id(struct task_struct *task, __u64 base,
 	__u32 phentsize;
 	int err;
 
-	if (!task || !out)
+	if (!out)
 		return 0;
+	if (!task) {
+		out->error = EM_BID_ERR_EXITED;
+		return 0;
+	}
 	e.task = task;
 	e.base = base;
 	if (em_read(&e, e.ehdr, sizeof(e.ehdr), base)) {
@@ -249,8 +253,10 @@ static __noinline int em_read_build_id(struct task_struct *task, __u64 base,
 		out->error = EM_BID_ERR_NO_NOTE;
 		return 0;
 	}
-	if (bpf_loop(EM_MAX_NOTE_STEPS, em_note_step, &e, 0) ==
-		    EM_MAX_NOTE_STEPS && !e.bid.len && !e.err)
+	bpf_loop(EM_MAX_NOTE_STEPS, em_note_step, &e, 0);
+	/* Out of steps with segments left unwalked (bpf_loop's count cannot
+	 * tell: a callback that stops on the last step returns it too). */
+	if (e.seg < e.nsegs && !e.bid.len && !e.err)
 		e.err = EM_BID_ERR_LIMIT;
 	if (e.err) {
 		out->error = e.err;
