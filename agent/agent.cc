@@ -11,6 +11,9 @@
 #include "absl/strings/str_replace.h"
 #include "agent/common/log.h"
 #include "agent/event/decoder.h"
+#include "agent/policy/compiler.h"
+#include "agent/policy/evaluator.h"
+#include "agent/policy/parser.h"
 #include "bpf/execmon_abi.h"
 
 namespace execmon {
@@ -28,7 +31,25 @@ constexpr LossCounter kLossCounters[] = {
     {EM_STAT_PENDING_FULL, "execs sent without build ID: pending table full"},
     {EM_STAT_TW_SCHEDULE_FAIL, "execs sent without build ID: task_work failed"},
     {EM_STAT_PENDING_REPLACED, "pending resolutions replaced before running"},
+    {EM_STAT_KILL_FAILED, "policy kills that could not be sent"},
 };
+
+const char* KernelDecisionName(uint8_t d) {
+  switch (d) {
+    case EM_DEC_ALLOW: return "allow";
+    case EM_DEC_DENY: return "deny";
+    case EM_DEC_PENDING: return "pending";
+    default: return "unknown";
+  }
+}
+
+const char* KernelActionName(uint8_t a) {
+  switch (a) {
+    case EM_ACT_ALERT: return "alert";
+    case EM_ACT_KILL: return "kill";
+    default: return "none";
+  }
+}
 
 int64_t ClockNs(clockid_t id) {
   timespec ts{};
@@ -113,19 +134,49 @@ void Agent::ResolveLate(ExecEvent& e) {
     LogWarning("late build-ID resolution of pid ", e.pid, ": ",
                raw.status().message());
     e.build_id.error = EM_BID_ERR_READ_FAULT;
+    e.verdict = KernelVerdict{};
+    e.verdict.decision = EM_DEC_UNKNOWN;
     return;
   }
   for (KernelRecord& rec : DecodeAll(*raw, &counters_.decode_errors)) {
     if (auto* r = std::get_if<Resolved>(&rec)) {
       e.build_id = r->build_id;
+      e.verdict = r->verdict;
       e.resolved_ns = r->ktime_ns;
       ++counters_.late_resolutions;
       return;
     }
   }
   // The iterator found no such process: it exited before we got to it.
+  // Nothing was judged or done.
   e.build_id.error = EM_BID_ERR_EXITED;
+  e.verdict = KernelVerdict{};
+  e.verdict.decision = EM_DEC_UNKNOWN;
   ++counters_.late_resolution_errors;
+}
+
+VerdictView Agent::ViewOf(const KernelVerdict& v, const BuildId& bid) const {
+  VerdictView out;
+  out.decision = KernelDecisionName(v.decision);
+  out.action = KernelActionName(v.action);
+  out.protected_process = (v.flags & EM_V_PROTECTED) != 0;
+  if (v.policy < 0) return out;
+  out.mode = (v.flags & EM_V_ENFORCE) ? "enforce" : "audit";
+  for (const auto& [gen, set] : sets_) {
+    if (gen != v.gen) continue;
+    if (static_cast<size_t>(v.policy) < set->policies.size()) {
+      const Policy& p = set->policies[v.policy];
+      out.policy = p.name;
+      absl::optional<std::string> id;
+      if (bid.known()) id = bid.bytes;
+      out.rule = RuleFor(p, id, v.decision == EM_DEC_DENY ? Decision::kDeny
+                                                           : Decision::kAllow);
+    }
+    return out;
+  }
+  // A generation older than the two kept: say which, not a wrong name.
+  out.policy = absl::StrCat("#", v.policy, "@generation-", v.gen);
+  return out;
 }
 
 void Agent::HandleExec(ExecEvent e) {
@@ -138,7 +189,84 @@ void Agent::HandleExec(ExecEvent e) {
   std::optional<ProcessInfo> parent_copy;
   if (parent != nullptr) parent_copy = *parent;
   const ProcessInfo& self = table_.OnExec(e);
-  Emit("exec", writer_.Exec(e, self, parent_copy ? &*parent_copy : nullptr));
+  VerdictView verdict = ViewOf(e.verdict, e.build_id);
+  Emit("exec", writer_.Exec(e, self, parent_copy ? &*parent_copy : nullptr,
+                            &verdict));
+}
+
+void Agent::Sweep() {
+  auto raw = loader_->RunSweep();
+  if (!raw.ok()) {
+    LogError("policy sweep: ", raw.status().message());
+    return;
+  }
+  size_t n = 0;
+  for (KernelRecord& rec : DecodeAll(*raw, &counters_.decode_errors)) {
+    auto* r = std::get_if<SweepRecord>(&rec);
+    if (r == nullptr) continue;
+    ++n;
+    ++counters_.sweep_events;
+    Emit("sweep", writer_.Sweep(*r, table_.Find(r->pid),
+                                ViewOf(r->verdict, r->build_id)));
+  }
+  FlushSinks();
+  LogInfo("policy sweep: ", n, " running processes violate the policies");
+}
+
+absl::Status Agent::LoadPolicies() {
+  ParseResult parsed = ParsePolicyDir(options_.policy_dir);
+  if (!parsed.errors.empty()) {
+    std::string msg = absl::StrCat(options_.policy_dir, ": ",
+                                   parsed.errors.size(), " policy errors:");
+    for (const PolicyError& e : parsed.errors) {
+      absl::StrAppend(&msg, "\n  ", e.ToString());
+    }
+    return absl::InvalidArgumentError(msg);
+  }
+  auto compiled = CompilePolicies(parsed.set);
+  if (!compiled.ok()) return compiled.status();
+  auto gen = loader_->LoadPolicies(*compiled);
+  if (!gen.ok()) return gen.status();
+  auto set = std::make_shared<const PolicySet>(std::move(parsed.set));
+  sets_.emplace_back(*gen, set);
+  while (sets_.size() > 2) sets_.erase(sets_.begin());
+  counters_.policies_loaded = set->policies.size();
+  // List files may live outside the directory: watch their homes too.
+  if (watcher_ != nullptr) {
+    absl::flat_hash_set<std::string> dirs;
+    for (const Policy& p : set->policies) {
+      for (const auto* list : {&p.deny, &p.allow}) {
+        for (const auto& [id, entry] : *list) {
+          size_t slash = entry.pos.file.rfind('/');
+          if (slash != std::string::npos) dirs.insert(entry.pos.file.substr(0, slash));
+        }
+      }
+    }
+    watcher_->WatchDirs(std::vector<std::string>(dirs.begin(), dirs.end()));
+  }
+  LogInfo("policies: ", set->policies.size(), " loaded from ",
+          options_.policy_dir, " (generation ", *gen, ", ",
+          compiled->ids.size(), " build IDs)");
+  Sweep();
+  return absl::OkStatus();
+}
+
+void Agent::MaybeReload() {
+  if (watcher_ == nullptr) return;
+  absl::Time now = absl::Now();
+  if (watcher_->Changed()) change_seen_ = now;  // debounce bursts of writes
+  if (change_seen_ == absl::InfiniteFuture() ||
+      now - change_seen_ < options_.reload_debounce) {
+    return;
+  }
+  change_seen_ = absl::InfiniteFuture();
+  ++counters_.policy_reloads;
+  absl::Status s = LoadPolicies();
+  if (!s.ok()) {
+    ++counters_.policy_reload_errors;
+    LogError("policy reload rejected, previous policies stay in force: ",
+             s.message());
+  }
 }
 
 void Agent::OnRecord(absl::Span<const uint8_t> data) {
@@ -295,6 +423,12 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
       LogWarning("snapshot failed, continuing without it: ", s.message());
     }
   }
+  if (!options_.policy_dir.empty()) {
+    auto watcher = PolicyWatcher::Create(options_.policy_dir);
+    if (!watcher.ok()) return watcher.status();
+    watcher_ = *std::move(watcher);
+    if (absl::Status s = LoadPolicies(); !s.ok()) return s;
+  }
   LogInfo("ready: build-ID resolver ",
           loader_->uses_task_work() ? "task_work" : "iterator", ", node ",
           options_.node);
@@ -307,6 +441,7 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
     }
     if (*n > 0) FlushSinks();
     Tick();
+    MaybeReload();
   }
   loader_->Detach();
   auto drained = loader_->Drain();

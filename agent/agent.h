@@ -16,6 +16,8 @@
 #include "agent/bpf/bpf_loader.h"
 #include "agent/event/event.h"
 #include "agent/event/json_writer.h"
+#include "agent/policy/policy.h"
+#include "agent/policy/watcher.h"
 #include "agent/process/process_table.h"
 #include "agent/sink/event_sink.h"
 
@@ -27,6 +29,8 @@ struct AgentOptions {
   size_t max_processes = 65536;
   bool snapshot = true;
   bool emit_snapshot = true;
+  std::string policy_dir;  // empty: no policies
+  absl::Duration reload_debounce = absl::Milliseconds(200);
 };
 
 // User-space counters; kernel-side ones come from BpfLoader::ReadStats().
@@ -39,6 +43,10 @@ struct AgentCounters {
   uint64_t sink_errors = 0;
   uint64_t late_resolutions = 0;
   uint64_t late_resolution_errors = 0;
+  uint64_t policy_reloads = 0;
+  uint64_t policy_reload_errors = 0;
+  uint64_t sweep_events = 0;
+  uint64_t policies_loaded = 0;
 };
 
 class Agent {
@@ -54,8 +62,15 @@ class Agent {
   // table with them.
   absl::Status Snapshot();
 
-  // Attaches, snapshots, then processes events until *stop. On stop:
-  // detaches, drains the ring buffer and flushes the sinks.
+  // Parses, compiles and loads the policy directory as a new generation,
+  // then sweeps running processes. On any error the previous policies stay
+  // in force and the error (every problem, file:line:col) is returned.
+  absl::Status LoadPolicies();
+
+  // Attaches, snapshots, loads policies (an invalid policy directory fails
+  // start-up), then processes events until *stop, reloading policies when
+  // their directory changes. On stop: detaches, drains the ring buffer and
+  // flushes the sinks.
   absl::Status Run(const std::atomic<bool>& stop);
 
   const AgentCounters& counters() const { return counters_; }
@@ -68,6 +83,9 @@ class Agent {
   void ResolveLate(ExecEvent& e);
   void Tick();
   void ReportKernelLoss(bool final_report);
+  void Sweep();
+  void MaybeReload();
+  VerdictView ViewOf(const KernelVerdict& v, const BuildId& bid) const;
 
   AgentOptions options_;
   std::vector<std::unique_ptr<EventSink>> sinks_;
@@ -77,6 +95,11 @@ class Agent {
   AgentCounters counters_;
   std::vector<uint64_t> last_stats_;
   absl::Time last_tick_ = absl::InfinitePast();
+  // Policy sets by generation: the active one and the previous one (events
+  // judged just before a reload name the previous generation).
+  std::vector<std::pair<uint32_t, std::shared_ptr<const PolicySet>>> sets_;
+  std::unique_ptr<PolicyWatcher> watcher_;
+  absl::Time change_seen_ = absl::InfiniteFuture();
 };
 
 // CLOCK_REALTIME - CLOCK_BOOTTIME now.

@@ -1,8 +1,14 @@
 // execmon: container-aware exec security monitor.
 //
-//   execmon run [--output=stdout|PATH] [flags]   monitor every exec
-//   execmon buildid FILE...                      print build IDs (libelf)
+//   execmon run [--output=stdout|PATH] [--policies=DIR] [flags]
+//   execmon buildid FILE...                 print build IDs (libelf)
+//   execmon policy lint DIR [--format=json]
+//   execmon policy test DIR --build-id=HEX [--namespace=NS] [--labels=k=v,..]
+//                           [--container=NAME] [--host]
 //   execmon version
+//
+// Flag names may be written with dashes or underscores (--build-id and
+// --build_id are the same flag).
 #include <signal.h>
 #include <unistd.h>
 
@@ -17,13 +23,19 @@
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "agent/agent.h"
 #include "agent/bpf/bpf_loader.h"
 #include "agent/common/log.h"
 #include "agent/common/version.h"
 #include "agent/elf/build_id_file.h"
+#include "agent/policy/evaluator.h"
+#include "agent/policy/lint.h"
+#include "agent/policy/parser.h"
 #include "agent/sink/json_lines_sink.h"
+#include "rapidjson/stringbuffer.h"
+#include "rapidjson/writer.h"
 
 ABSL_FLAG(std::string, output, "stdout",
           "Where JSON-lines events go: stdout, or a file path (appended).");
@@ -47,6 +59,19 @@ ABSL_FLAG(uint32_t, max_processes, 65536, "Process table bound.");
 ABSL_FLAG(bool, snapshot, true,
           "Report processes running at start-up (BPF task/VMA iterators).");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
+ABSL_FLAG(std::string, policies, "",
+          "Directory of ExecPolicy YAML files (docs/policies.md), hot "
+          "reloaded on change. Empty: no policies (verdicts allow/unknown).");
+ABSL_FLAG(uint32_t, max_policy_ids, 262144,
+          "Distinct build IDs the loaded policies may name.");
+// `execmon policy ...`
+ABSL_FLAG(std::string, format, "text", "policy lint/test output: text or json.");
+ABSL_FLAG(std::string, build_id, "", "policy test: the build ID (hex) of the exec; "
+          "empty: an exec without a build ID.");
+ABSL_FLAG(std::string, namespace, "", "policy test: the pod's namespace.");
+ABSL_FLAG(std::string, labels, "", "policy test: the pod's labels, k=v,k2=v2.");
+ABSL_FLAG(std::string, container, "", "policy test: the container's name.");
+ABSL_FLAG(bool, host, false, "policy test: a process outside containers.");
 
 namespace {
 
@@ -56,10 +81,125 @@ void OnSignal(int) { g_stop.store(true); }
 
 int Usage() {
   std::fprintf(stderr,
-               "usage: execmon run [flags]       monitor execs (--help for flags)\n"
-               "       execmon buildid FILE...   print 'HEX  FILE' per file\n"
+               "usage: execmon run [flags]                monitor execs (--help for flags)\n"
+               "       execmon buildid FILE...            print 'HEX  FILE' per file\n"
+               "       execmon policy lint DIR [--format=json]\n"
+               "       execmon policy test DIR --build-id=HEX [--namespace=NS]\n"
+               "                [--labels=k=v,...] [--container=NAME] [--host]\n"
                "       execmon version\n");
   return 2;
+}
+
+// absl flags are spelled with underscores; accept --build-id too.
+void NormalizeFlagNames(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    char* a = argv[i];
+    if (a[0] != '-' || a[1] != '-' || a[2] == '\0') continue;
+    for (char* c = a + 2; *c != '\0' && *c != '='; ++c) {
+      if (*c == '-') *c = '_';
+    }
+  }
+}
+
+int CmdPolicyLint(const std::vector<char*>& args) {
+  if (args.size() != 4) {
+    std::fprintf(stderr, "usage: execmon policy lint DIR [--format=json]\n");
+    return 2;
+  }
+  std::string format = absl::GetFlag(FLAGS_format);
+  if (format != "text" && format != "json") {
+    std::fprintf(stderr, "execmon: --format=%s: want text or json\n", format.c_str());
+    return 2;
+  }
+  std::string out;
+  int rc = execmon::LintPolicyDir(args[3], format == "json", &out);
+  std::fputs(out.c_str(), stdout);
+  if (!out.empty() && out.back() != '\n') std::fputc('\n', stdout);
+  return rc;
+}
+
+int CmdPolicyTest(const std::vector<char*>& args) {
+  if (args.size() != 4) {
+    std::fprintf(stderr,
+                 "usage: execmon policy test DIR --build-id=HEX [--namespace=NS] "
+                 "[--labels=k=v,...] [--container=NAME] [--host]\n");
+    return 2;
+  }
+  auto set = execmon::LoadPolicyDir(args[3]);
+  if (!set.ok()) {
+    std::fprintf(stderr, "execmon: %s\n", std::string(set.status().message()).c_str());
+    return 1;
+  }
+  absl::optional<std::string> id;
+  std::string hex = absl::GetFlag(FLAGS_build_id);
+  if (!hex.empty()) {
+    auto raw = execmon::ParseBuildIdHex(hex);
+    if (!raw.ok()) {
+      std::fprintf(stderr, "execmon: --build-id: %s\n",
+                   std::string(raw.status().message()).c_str());
+      return 2;
+    }
+    id = *raw;
+  }
+  execmon::Workload w;
+  w.host = absl::GetFlag(FLAGS_host);
+  w.namespace_name = absl::GetFlag(FLAGS_namespace);
+  w.container = absl::GetFlag(FLAGS_container);
+  for (absl::string_view kv : absl::StrSplit(absl::GetFlag(FLAGS_labels), ',',
+                                             absl::SkipEmpty())) {
+    std::pair<std::string, std::string> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));
+    w.labels[p.first] = p.second;
+  }
+  if (w.host && (!w.namespace_name.empty() || !w.labels.empty() ||
+                 !w.container.empty())) {
+    std::fprintf(stderr, "execmon: --host describes a process outside containers: "
+                         "it has no namespace, labels or container\n");
+    return 2;
+  }
+  if (!w.host && w.namespace_name.empty() && w.labels.empty() && w.container.empty()) {
+    std::fprintf(stderr, "execmon: say where the exec runs: --host, or a container "
+                         "(--namespace, --labels, --container)\n");
+    return 2;
+  }
+  execmon::Verdict v = execmon::Evaluate(*set, id, w);
+  const std::string policy = v.policy >= 0 ? set->policies[v.policy].name : "";
+  if (absl::GetFlag(FLAGS_format) == "json") {
+    rapidjson::StringBuffer sb;
+    rapidjson::Writer<rapidjson::StringBuffer> jw(sb);
+    jw.StartObject();
+    jw.Key("decision");
+    jw.String(execmon::DecisionName(v.decision));
+    jw.Key("action");
+    jw.String(execmon::VerdictActionName(v.action));
+    jw.Key("policy");
+    v.policy >= 0 ? jw.String(policy.c_str()) : jw.Null();
+    jw.Key("rule");
+    v.rule.empty() ? jw.Null() : jw.String(v.rule.c_str());
+    jw.Key("mode");
+    v.policy >= 0 ? jw.String(execmon::PolicyModeName(v.mode)) : jw.Null();
+    jw.EndObject();
+    std::printf("%s\n", sb.GetString());
+  } else {
+    std::printf("decision: %s\naction:   %s\npolicy:   %s\nrule:     %s\nmode:     %s\n",
+                execmon::DecisionName(v.decision), execmon::VerdictActionName(v.action),
+                policy.empty() ? "-" : policy.c_str(), v.rule.empty() ? "-" : v.rule.c_str(),
+                v.policy >= 0 ? execmon::PolicyModeName(v.mode) : "-");
+    // Why: every policy, whether it governs this exec and what it says.
+    for (const execmon::Policy& p : set->policies) {
+      bool governs = execmon::SelectorMatches(p.selector, w);
+      std::string says = "-";
+      if (governs) {
+        execmon::PolicySet one;
+        one.policies.push_back(p);
+        execmon::Verdict pv = execmon::Evaluate(one, id, w);
+        says = absl::StrCat(execmon::DecisionName(pv.decision),
+                            pv.rule.empty() ? "" : absl::StrCat(" (", pv.rule, ")"));
+      }
+      std::printf("  %-32s %-8s %s\n", p.name.c_str(),
+                  governs ? "governs" : "no scope", says.c_str());
+    }
+  }
+  return v.decision == execmon::Decision::kDeny ? 3 : 0;
 }
 
 int CmdBuildId(const std::vector<char*>& args) {
@@ -134,6 +274,7 @@ absl::Status CmdRun() {
   opts.boot_id = execmon::ShortBootId();
   opts.max_processes = absl::GetFlag(FLAGS_max_processes);
   opts.snapshot = absl::GetFlag(FLAGS_snapshot);
+  opts.policy_dir = absl::GetFlag(FLAGS_policies);
   execmon::Agent agent(opts, std::move(sinks));
 
   execmon::BpfOptions bpf;
@@ -142,6 +283,7 @@ absl::Status CmdRun() {
   bpf.cache_entries = absl::GetFlag(FLAGS_cache_entries);
   bpf.pending_entries = absl::GetFlag(FLAGS_pending_entries);
   bpf.cache_min_age_ns = absl::ToInt64Nanoseconds(absl::GetFlag(FLAGS_cache_min_age));
+  bpf.max_policy_ids = absl::GetFlag(FLAGS_max_policy_ids);
   auto loader = execmon::BpfLoader::Create(
       bpf, [&agent](absl::Span<const uint8_t> rec) { agent.OnRecord(rec); });
   if (!loader.ok()) return loader.status();
@@ -153,7 +295,9 @@ absl::Status CmdRun() {
         (*loader)->features().task_work ? " has bpf_task_work but "
                                           "--build_id_resolver=iterator was set"
                                         : " lacks bpf_task_work (6.18+)",
-        "; such programs run before their build ID is known");
+        "; such programs run before their build ID is known",
+        opts.policy_dir.empty() ? "" : ", and a first-seen binary that "
+        "violates an enforce policy can only be killed after it started");
   }
 
   struct sigaction sa = {};
@@ -175,6 +319,7 @@ int main(int argc, char** argv) {
   };
   cfg.version_string = [] { return std::string(EXECMON_VERSION "\n"); };
   absl::SetFlagsUsageConfig(cfg);
+  NormalizeFlagNames(argc, argv);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) return Usage();
   std::string cmd = args[1];
@@ -183,6 +328,11 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "buildid") return CmdBuildId(args);
+  if (cmd == "policy") {
+    if (args.size() >= 3 && std::string(args[2]) == "lint") return CmdPolicyLint(args);
+    if (args.size() >= 3 && std::string(args[2]) == "test") return CmdPolicyTest(args);
+    return Usage();
+  }
   if (cmd != "run") return Usage();
   if (args.size() > 2) {
     std::fprintf(stderr, "execmon run: unexpected argument '%s'\n", args[2]);

@@ -46,4 +46,19 @@ static __always_inline void em_inode_ctime(struct inode *inode, __s64 *sec,
 	}
 }
 
+/*
+ * kernfs_node parent: "kernfs: Rename kernfs_node::parent to __parent"
+ * (v6.15, 633488947ef6) made it RCU-annotated under a new name.
+ */
+struct kernfs_node___old {
+	struct kernfs_node *parent;
+} __attribute__((preserve_access_index));
+
+static __always_inline struct kernfs_node *em_kn_parent(struct kernfs_node *kn)
+{
+	if (bpf_core_field_exists(kn->__parent))
+		return BPF_CORE_READ(kn, __parent);
+	return BPF_CORE_READ((struct kernfs_node___old *)kn, parent);
+}
+
 #endif /* EXECMON_CORE_FIXES_BPF_H */

@@ -20,6 +20,7 @@
 #include "core_fixes.bpf.h"
 #include "path.bpf.h"
 #include "buildid.bpf.h"
+#include "policy.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -33,6 +34,11 @@ extern int bpf_task_work_schedule_resume_impl(struct task_struct *task,
 					      int (*cb)(struct bpf_map *, void *,
 							void *),
 					      void *aux__prog) __ksym __weak;
+
+extern int bpf_send_signal_task(struct task_struct *task, int sig,
+				enum pid_type type, __u64 value) __ksym __weak;
+
+#define EM_SIGKILL 9
 
 /* Set by the agent between open and load. */
 const volatile bool em_use_task_work = true;
@@ -130,6 +136,40 @@ static __always_inline void em_count(__u32 stat)
 
 	if (v)
 		*v += 1;
+}
+
+/*
+ * Judges and acts: SIGKILL when the verdict says kill. current_task is
+ * true where task is the running task (the exec tracepoint and the
+ * task_work callback: the signal is pending before the program's first
+ * instruction); otherwise the task is signalled through its thread group.
+ */
+static __always_inline void em_enforce(struct task_struct *task,
+				       const struct em_build_id *bid,
+				       struct em_verdict *v, bool current_task)
+{
+	int err;
+
+	em_judge(task, bid, v);
+	if (v->decision == EM_DEC_DENY)
+		em_count(EM_STAT_VERDICT_DENY);
+	if (v->action != EM_ACT_KILL)
+		return;
+	if (em_protected(task)) {
+		v->action = EM_ACT_ALERT;
+		v->flags |= EM_V_PROTECTED;
+		return;
+	}
+	if (current_task)
+		err = bpf_send_signal(EM_SIGKILL);
+	else
+		err = bpf_send_signal_task(task, EM_SIGKILL, PIDTYPE_TGID, 0);
+	if (err) {
+		em_count(EM_STAT_KILL_FAILED);
+		v->action = EM_ACT_ALERT;
+		return;
+	}
+	em_count(EM_STAT_KILL);
 }
 
 static __always_inline void em_file_key_of(struct inode *inode,
@@ -292,6 +332,14 @@ static __always_inline void em_submit_now(struct task_struct *p,
 	} else {
 		e->bid.error = error;
 	}
+	if (error == EM_BID_ERR_PENDING) {
+		/* Judged when the iterator resolves it. */
+		__builtin_memset(&e->verdict, 0, sizeof(e->verdict));
+		e->verdict.decision = EM_DEC_PENDING;
+		e->verdict.policy = EM_POLICY_NONE;
+	} else {
+		em_enforce(p, &e->bid, &e->verdict, true);
+	}
 	bpf_ringbuf_submit(e, 0);
 }
 
@@ -311,6 +359,7 @@ static int em_resolve_cb(struct bpf_map *map, void *key, void *value)
 	pend->ev.resolved_ns = bpf_ktime_get_boot_ns();
 	if (!em_cache_fill(&pend->ev.exe, &bid))
 		pend->ev.flags |= EM_F_NOT_CACHED;
+	em_enforce(task, &bid, &pend->ev.verdict, true);
 	if (bpf_ringbuf_output(&em_events, &pend->ev, sizeof(pend->ev), 0))
 		em_count(EM_STAT_RB_DROP_EXEC);
 	bpf_map_delete_elem(map, key);
@@ -364,6 +413,7 @@ int BPF_PROG(em_exec, struct task_struct *p, pid_t old_pid,
 		if (__sync_bool_compare_and_swap(&pend->state, EM_PEND_WAITING,
 						 EM_PEND_CLAIMED)) {
 			pend->ev.bid.error = EM_BID_ERR_SCHEDULE;
+			em_enforce(p, &pend->ev.bid, &pend->ev.verdict, true);
 			if (bpf_ringbuf_output(&em_events, &pend->ev,
 					       sizeof(pend->ev), 0))
 				em_count(EM_STAT_RB_DROP_EXEC);
@@ -413,6 +463,8 @@ int BPF_PROG(em_exit, struct task_struct *p)
 						 EM_PEND_CLAIMED)) {
 			em_count(EM_STAT_PENDING_EXITED);
 			pend->ev.bid.error = EM_BID_ERR_EXITED;
+			/* Dying anyway: record the verdict, send nothing. */
+			em_judge(p, &pend->ev.bid, &pend->ev.verdict);
 			if (bpf_ringbuf_output(&em_events, &pend->ev,
 					       sizeof(pend->ev), 0))
 				em_count(EM_STAT_RB_DROP_EXEC);
@@ -589,6 +641,11 @@ static long em_resolve_step(__u32 i, void *arg)
 	rec.bid.source = w->source;
 	rec.hdr.ktime_ns = bpf_ktime_get_boot_ns();
 	em_cache_fill(&rec.file, &rec.bid);
+	rec.verdict.policy = EM_POLICY_NONE;
+	/* A late exec resolution (no task_work): judge now, the program is
+	 * already running. Snapshot objects are judged by the sweep. */
+	if (em_req.addrs[idx] == EM_RESOLVE_EXE && w->source == EM_BID_SRC_ITERATOR)
+		em_enforce(w->task, &rec.bid, &rec.verdict, false);
 	em_count(EM_STAT_ITER_RESOLVED);
 	bpf_seq_write(w->seq, &rec, sizeof(rec));
 	return 0;
@@ -614,5 +671,51 @@ int em_resolve(struct bpf_iter__task *ctx)
 	w.n = em_req.n;
 	w.source = em_req_source;
 	bpf_loop(EM_RESOLVE_MAX, em_resolve_step, &w, 0);
+	return 0;
+}
+
+/*
+ * Sweep: after a policy load, every running process is judged on its main
+ * executable's build ID (cache, else read from its memory: iter.s/task
+ * holds no mmap lock). Violators are reported, and killed when the verdict
+ * says so.
+ */
+SEC("iter.s/task")
+int em_sweep(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct em_cache_val *hit;
+	struct em_sweep rec = {};
+	struct file *exe;
+
+	if (!task || task->pid != task->tgid || !task->mm)
+		return 0;
+	exe = BPF_CORE_READ(task, mm, exe_file);
+	if (!exe)
+		return 0;
+	em_file_key_of(BPF_CORE_READ(exe, f_inode), &rec.exe);
+	hit = bpf_map_lookup_elem(&em_bid_cache, &rec.exe);
+	if (hit) {
+		rec.bid = hit->bid;
+		rec.bid.source = EM_BID_SRC_CACHE;
+	} else {
+		em_read_exe_build_id(task, &rec.exe, &rec.bid);
+		rec.bid.source = EM_BID_SRC_ITERATOR;
+		em_cache_fill(&rec.exe, &rec.bid);
+	}
+	em_enforce(task, &rec.bid, &rec.verdict, false);
+	if (rec.verdict.decision != EM_DEC_DENY)
+		return 0;
+	em_count(EM_STAT_SWEEP_VIOLATIONS);
+	rec.hdr.type = EM_EV_SWEEP;
+	rec.hdr.abi = EM_ABI_VERSION;
+	rec.hdr.size = sizeof(rec);
+	rec.hdr.ktime_ns = bpf_ktime_get_boot_ns();
+	rec.pid = task->tgid;
+	rec.ppid = BPF_CORE_READ(task, real_parent, tgid);
+	rec.start_ns = task->start_boottime;
+	rec.cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+	BPF_CORE_READ_INTO(&rec.comm, task, comm);
+	bpf_seq_write(ctx->meta->seq, &rec, sizeof(rec));
 	return 0;
 }

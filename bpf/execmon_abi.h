@@ -12,7 +12,7 @@
 #include <linux/types.h>
 #endif
 
-#define EM_ABI_VERSION 1
+#define EM_ABI_VERSION 2
 
 #define EM_COMM_LEN 16
 #define EM_PATH_MAX 512 /* filename, binary, cwd: bytes incl. NUL */
@@ -27,6 +27,7 @@ enum em_event_type {
 	EM_EV_SNAP_OBJECT = 4, /* iterator: one mapped ELF object of a task */
 	EM_EV_SNAP_TASK = 5, /* iterator: one running process */
 	EM_EV_RESOLVED = 6, /* iterator: late build-ID resolution */
+	EM_EV_SWEEP = 7, /* iterator: running process violating policy */
 };
 
 /* Where a build ID came from. */
@@ -78,7 +79,81 @@ enum em_stat {
 	EM_STAT_RB_DROP_EXIT,
 	EM_STAT_RB_DROP_FORK,
 	EM_STAT_ITER_RESOLVED, /* build IDs read by iterator programs */
+	EM_STAT_VERDICT_DENY, /* execs judged deny (exec path and sweep) */
+	EM_STAT_KILL, /* SIGKILLs sent */
+	EM_STAT_KILL_FAILED, /* SIGKILL could not be sent */
+	EM_STAT_SWEEP_VIOLATIONS,
 	EM_STAT_MAX,
+};
+
+/*
+ * Policies (agent/policy/). At most EM_MAX_POLICIES are loaded, one bit
+ * each in the masks below. Two generations live in the maps at once so a
+ * reload never leaves an exec unjudged: the agent fills generation N+1,
+ * then flips em_active_gen, then deletes generation N-1.
+ */
+#define EM_MAX_POLICIES 64
+
+enum em_decision {
+	EM_DEC_NONE = 0, /* no verdict computed (no policy engine run) */
+	EM_DEC_ALLOW = 1,
+	EM_DEC_DENY = 2,
+	EM_DEC_UNKNOWN = 3, /* no build ID, and no policy denies that */
+	EM_DEC_PENDING = 4, /* build ID not known yet (iterator fallback) */
+};
+
+enum em_action {
+	EM_ACT_NONE = 0,
+	EM_ACT_ALERT = 1,
+	EM_ACT_KILL = 2,
+};
+
+#define EM_POLICY_NONE 0xff
+
+/* Verdict flags. */
+#define EM_V_ENFORCE (1U << 0) /* the deciding policy is in enforce mode */
+#define EM_V_PROTECTED (1U << 1) /* kill downgraded: pid 1 or the agent */
+#define EM_V_CONTAINER (1U << 2) /* the process runs in a container cgroup */
+
+struct em_verdict {
+	__u8 decision; /* enum em_decision */
+	__u8 action; /* enum em_action: what was done */
+	__u8 policy; /* index into the agent's sorted policy set, or NONE */
+	__u8 flags; /* EM_V_* */
+	__u32 gen; /* policy generation the verdict was computed with */
+};
+
+/* Build-ID set of one generation: which policies deny / allow-list it. */
+struct em_policy_key {
+	__u32 gen;
+	__u8 len;
+	__u8 pad[3];
+	__u8 id[EM_BUILD_ID_MAX];
+};
+
+struct em_policy_val {
+	__u64 deny_mask;
+	__u64 allow_mask;
+};
+
+/* Per-generation policy attributes (array map, index gen & 1). */
+struct em_policy_meta {
+	__u32 gen;
+	__u32 npolicies;
+	__u64 allowlist_mask; /* policies with an allow list */
+	__u64 unknown_deny_mask; /* unknownBuildId: deny */
+	__u64 kill_mask; /* mode enforce, action kill */
+	__u64 enforce_mask;
+	__u64 scope_host; /* policies governing processes outside containers */
+	__u64 scope_container; /* ... inside containers, without a cgroup entry */
+};
+
+/* Per-cgroup scope (pods, from container metadata): overrides the above
+ * for the cgroup and its descendants. */
+struct em_scope_key {
+	__u32 gen;
+	__u32 pad;
+	__u64 cgroup_id;
 };
 
 /* Exec event flags. */
@@ -149,6 +224,7 @@ struct em_exec_event {
 	__u32 exe_nlink;
 	__u32 exe_mode;
 	struct em_build_id bid;
+	struct em_verdict verdict;
 	__u16 filename_len;
 	__u16 binary_len;
 	__u16 cwd_len;
@@ -223,7 +299,8 @@ struct em_resolve_req {
 	struct em_file_key keys[EM_RESOLVE_MAX]; /* cache keys to fill */
 };
 
-/* Iterator record: one build ID read by the resolver. */
+/* Iterator record: one build ID read by the resolver. For the main
+ * executable (EM_RESOLVE_EXE) it carries the verdict, acted upon. */
 struct em_resolved {
 	struct em_header hdr;
 	__u32 pid;
@@ -231,6 +308,21 @@ struct em_resolved {
 	__u64 start_ns;
 	struct em_file_key file;
 	struct em_build_id bid;
+	struct em_verdict verdict;
+};
+
+/* Iterator record: a running process that violates the active policies,
+ * found by the sweep after a policy load; killed if the verdict says so. */
+struct em_sweep {
+	struct em_header hdr;
+	__u32 pid;
+	__u32 ppid;
+	__u64 start_ns;
+	__u64 cgroup_id;
+	struct em_file_key exe;
+	struct em_build_id bid;
+	struct em_verdict verdict;
+	char comm[EM_COMM_LEN];
 };
 
 #endif /* EXECMON_ABI_H */

@@ -6,9 +6,11 @@ set -euo pipefail
 PACKAGES=(
   # build
   cmake make g++ pkg-config clang llvm bpftool
-  libbpf-dev libelf-dev zlib1g-dev libabsl-dev rapidjson-dev
+  libbpf-dev libelf-dev zlib1g-dev libabsl-dev rapidjson-dev libyaml-cpp-dev
   # tests
   libgtest-dev libgmock-dev python3 python3-pytest binutils util-linux
+  # fuzzing (tests/fuzz): libFuzzer and the sanitizer runtimes for clang
+  libclang-rt-14-dev
 )
 
 missing=()

@@ -150,15 +150,22 @@ absl::StatusOr<std::unique_ptr<BpfLoader>> BpfLoader::Create(
     err = bpf_map__set_max_entries(skel->maps.em_pending,
                                    options.pending_entries);
   }
+  if (!err) {
+    err = bpf_map__set_max_entries(skel->maps.em_policy_ids,
+                                   2 * options.max_policy_ids);
+  }
+  loader->max_policy_ids_ = options.max_policy_ids;
   if (err) return ErrnoStatus(err, "sizing BPF maps");
   // Iterators run on demand, never at attach time.
   bpf_program__set_autoattach(skel->progs.em_snap_tasks, false);
   bpf_program__set_autoattach(skel->progs.em_snap_vmas, false);
   bpf_program__set_autoattach(skel->progs.em_resolve, false);
+  bpf_program__set_autoattach(skel->progs.em_sweep, false);
 
   err = execmon_bpf__load(skel);
   if (err) return ErrnoStatus(err, "loading BPF programs");
   loader->RefreshClockOffset();
+  skel->bss->em_agent_tgid = getpid();
 
   loader->ring_ = ring_buffer__new(
       bpf_map__fd(skel->maps.em_events),
@@ -295,6 +302,70 @@ absl::StatusOr<std::vector<uint8_t>> BpfLoader::Resolve(
     all.insert(all.end(), out->begin(), out->end());
   }
   return all;
+}
+
+absl::StatusOr<uint32_t> BpfLoader::LoadPolicies(const CompiledPolicies& c) {
+  if (c.ids.size() > max_policy_ids_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "policies name ", c.ids.size(), " distinct build IDs; at most ",
+        max_policy_ids_, " fit (--max_policy_ids)"));
+  }
+  const uint32_t gen = active_gen_ + 1;
+  const int ids_fd = bpf_map__fd(skel_->maps.em_policy_ids);
+  std::vector<em_policy_key> keys(c.ids.size());
+  std::vector<em_policy_val> vals(c.ids.size());
+  for (size_t i = 0; i < c.ids.size(); ++i) {
+    em_policy_key& k = keys[i];
+    std::memset(&k, 0, sizeof(k));
+    k.gen = gen;
+    k.len = c.ids[i].first.size();
+    std::memcpy(k.id, c.ids[i].first.data(), k.len);
+    vals[i] = c.ids[i].second;
+  }
+  constexpr size_t kBatch = 8192;
+  for (size_t off = 0; off < keys.size(); off += kBatch) {
+    __u32 n = std::min(kBatch, keys.size() - off);
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    if (bpf_map_update_batch(ids_fd, &keys[off], &vals[off], &n, &opts) != 0) {
+      int e = errno;
+      // Undo the partial generation: it never became active.
+      for (size_t i = 0; i < off + n && i < keys.size(); ++i) {
+        bpf_map_delete_elem(ids_fd, &keys[i]);
+      }
+      return ErrnoStatus(e, "loading policy build IDs");
+    }
+  }
+  em_policy_meta meta = c.meta;
+  meta.gen = gen;
+  uint32_t slot = gen & 1;
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.em_policy_meta), &slot, &meta,
+                          BPF_ANY) != 0) {
+    return ErrnoStatus(errno, "loading policy attributes");
+  }
+  // The flip: from here on every exec is judged with the new generation.
+  __atomic_store_n(&skel_->bss->em_active_gen, gen, __ATOMIC_SEQ_CST);
+  active_gen_ = gen;
+  gen_keys_.emplace_back(gen, std::move(keys));
+  // Keep the previous generation (an exec that read the old number just
+  // before the flip still finds its set); free anything older.
+  while (gen_keys_.size() > 2) {
+    std::vector<em_policy_key>& old = gen_keys_.front().second;
+    for (size_t off = 0; off < old.size(); off += kBatch) {
+      __u32 n = std::min(kBatch, old.size() - off);
+      LIBBPF_OPTS(bpf_map_batch_opts, opts);
+      if (bpf_map_delete_batch(ids_fd, &old[off], &n, &opts) != 0) {
+        LogWarning("freeing policy generation ", gen_keys_.front().first, ": ",
+                   std::strerror(errno));
+        break;
+      }
+    }
+    gen_keys_.erase(gen_keys_.begin());
+  }
+  return gen;
+}
+
+absl::StatusOr<std::vector<uint8_t>> BpfLoader::RunSweep() {
+  return RunIterator(skel_->progs.em_sweep, 0);
 }
 
 absl::StatusOr<std::vector<uint64_t>> BpfLoader::ReadStats() const {

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "agent/event/event.h"
+#include "agent/policy/compiler.h"
 
 struct execmon_bpf;
 struct ring_buffer;
@@ -34,6 +35,9 @@ struct BpfOptions {
   uint32_t cache_entries = 16384;
   uint32_t pending_entries = 4096;
   uint64_t cache_min_age_ns = 2'000'000'000;
+  // Distinct build IDs all loaded policies may name, per generation (two
+  // generations are held during a reload).
+  uint32_t max_policy_ids = 262144;
 };
 
 // What the running kernel offers, probed before load.
@@ -91,6 +95,17 @@ class BpfLoader {
                                                absl::Span<const ResolveItem> items,
                                                BuildIdSource source);
 
+  // Makes a compiled policy set the active generation: writes it beside
+  // the current one, flips em_active_gen, then frees the generation before
+  // the current one (no exec is ever judged against a half-loaded set).
+  // Returns the new generation.
+  absl::StatusOr<uint32_t> LoadPolicies(const CompiledPolicies& policies);
+  uint32_t policy_generation() const { return active_gen_; }
+
+  // Judges every running process against the active policies (killing
+  // where they say so); returns the violators' records.
+  absl::StatusOr<std::vector<uint8_t>> RunSweep();
+
   // Kernel-side counters (enum em_stat order), summed over CPUs.
   absl::StatusOr<std::vector<uint64_t>> ReadStats() const;
 
@@ -112,6 +127,10 @@ class BpfLoader {
   KernelFeatures features_;
   bool use_task_work_ = false;
   int ncpus_ = 1;
+  uint32_t active_gen_ = 0;
+  uint32_t max_policy_ids_ = 0;
+  // Keys written per generation, to free a generation without a map walk.
+  std::vector<std::pair<uint32_t, std::vector<em_policy_key>>> gen_keys_;
 };
 
 }  // namespace execmon

@@ -23,18 +23,26 @@ static_assert(offsetof(em_exec_event, pid) == 16);
 static_assert(offsetof(em_exec_event, cgroup_id) == 64);
 static_assert(offsetof(em_exec_event, exe) == 88);
 static_assert(offsetof(em_exec_event, bid) == 136);
-static_assert(offsetof(em_exec_event, filename_len) == 160);
-static_assert(offsetof(em_exec_event, comm) == 168);
-static_assert(offsetof(em_exec_event, filename) == 184);
-static_assert(offsetof(em_exec_event, args) == 184 + 3 * EM_PATH_MAX);
-static_assert(sizeof(em_exec_event) == 184 + 3 * EM_PATH_MAX + EM_ARGS_MAX);
+static_assert(sizeof(em_verdict) == 8);
+static_assert(offsetof(em_exec_event, verdict) == 160);
+static_assert(offsetof(em_exec_event, filename_len) == 168);
+static_assert(offsetof(em_exec_event, comm) == 176);
+static_assert(offsetof(em_exec_event, filename) == 192);
+static_assert(offsetof(em_exec_event, args) == 192 + 3 * EM_PATH_MAX);
+static_assert(sizeof(em_exec_event) == 192 + 3 * EM_PATH_MAX + EM_ARGS_MAX);
 static_assert(sizeof(em_fork_event) == 32);
 static_assert(sizeof(em_exit_event) == 32);
 static_assert(offsetof(em_snap_object, file) == 40);
 static_assert(offsetof(em_snap_object, path) == 112);
 static_assert(sizeof(em_snap_object) == 112 + EM_PATH_MAX);
 static_assert(offsetof(em_snap_task, args) == 88);
-static_assert(sizeof(em_resolved) == 96);
+static_assert(sizeof(em_resolved) == 104);
+static_assert(offsetof(em_sweep, verdict) == 104);
+static_assert(sizeof(em_sweep) == 128);
+static_assert(sizeof(em_policy_key) == 28);
+static_assert(sizeof(em_policy_val) == 16);
+static_assert(sizeof(em_policy_meta) == 56);
+static_assert(sizeof(em_scope_key) == 16);
 static_assert(sizeof(em_resolve_req) == 8 + EM_RESOLVE_MAX * (8 + 8 + 40));
 
 namespace {
@@ -81,6 +89,24 @@ absl::StatusOr<BuildId> BuildIdOf(const em_build_id& b) {
   return out;
 }
 
+absl::StatusOr<KernelVerdict> VerdictOf(const em_verdict& v) {
+  if (v.decision > EM_DEC_PENDING || v.action > EM_ACT_KILL) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "verdict decision ", v.decision, " / action ", v.action, " out of range"));
+  }
+  if (v.policy != EM_POLICY_NONE && v.policy >= EM_MAX_POLICIES) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("verdict policy ", v.policy, " out of range"));
+  }
+  KernelVerdict out;
+  out.decision = v.decision;
+  out.action = v.action;
+  out.policy = v.policy == EM_POLICY_NONE ? -1 : v.policy;
+  out.flags = v.flags;
+  out.gen = v.gen;
+  return out;
+}
+
 absl::StatusOr<std::string> Field(const char* data, size_t len, size_t cap,
                                   const char* name) {
   if (len > cap) {
@@ -124,6 +150,9 @@ absl::StatusOr<KernelRecord> DecodeExec(absl::Span<const uint8_t> data) {
   auto bid = BuildIdOf(e->bid);
   if (!bid.ok()) return bid.status();
   out.build_id = *std::move(bid);
+  auto verdict = VerdictOf(e->verdict);
+  if (!verdict.ok()) return verdict.status();
+  out.verdict = *verdict;
   out.comm = CString(e->comm, sizeof(e->comm));
   auto filename = Field(e->filename, e->filename_len, EM_PATH_MAX - 1, "filename");
   if (!filename.ok()) return filename.status();
@@ -202,6 +231,30 @@ absl::StatusOr<KernelRecord> DecodeResolved(absl::Span<const uint8_t> data) {
   auto bid = BuildIdOf(r->bid);
   if (!bid.ok()) return bid.status();
   out.build_id = *std::move(bid);
+  auto verdict = VerdictOf(r->verdict);
+  if (!verdict.ok()) return verdict.status();
+  out.verdict = *verdict;
+  return out;
+}
+
+absl::StatusOr<KernelRecord> DecodeSweep(absl::Span<const uint8_t> data) {
+  auto p = As<em_sweep>(data, "sweep");
+  if (!p.ok()) return p.status();
+  const em_sweep* r = *p;
+  SweepRecord out;
+  out.ktime_ns = r->hdr.ktime_ns;
+  out.pid = r->pid;
+  out.ppid = r->ppid;
+  out.start_ns = r->start_ns;
+  out.cgroup_id = r->cgroup_id;
+  out.exe = KeyOf(r->exe);
+  auto bid = BuildIdOf(r->bid);
+  if (!bid.ok()) return bid.status();
+  out.build_id = *std::move(bid);
+  auto verdict = VerdictOf(r->verdict);
+  if (!verdict.ok()) return verdict.status();
+  out.verdict = *verdict;
+  out.comm = CString(r->comm, sizeof(r->comm));
   return out;
 }
 
@@ -250,6 +303,8 @@ absl::StatusOr<KernelRecord> DecodeRecord(absl::Span<const uint8_t> data) {
       return DecodeSnapTask(data);
     case EM_EV_RESOLVED:
       return DecodeResolved(data);
+    case EM_EV_SWEEP:
+      return DecodeSweep(data);
   }
   return absl::InvalidArgumentError(absl::StrCat("unknown record type ", h.type));
 }

@@ -55,6 +55,15 @@ struct BuildId {
 const char* BuildIdSourceName(BuildIdSource source);
 const char* BuildIdErrorName(uint8_t error);
 
+// The kernel's verdict on an exec (ABI struct em_verdict).
+struct KernelVerdict {
+  uint8_t decision = 0;  // enum em_decision; 0 = none computed
+  uint8_t action = 0;    // enum em_action: what the kernel did
+  int policy = -1;       // index into the policy set of generation `gen`
+  uint8_t flags = 0;     // EM_V_*
+  uint32_t gen = 0;
+};
+
 struct ExecEvent {
   uint64_t ktime_ns = 0;
   uint32_t pid = 0;
@@ -76,6 +85,7 @@ struct ExecEvent {
   uint32_t exe_nlink = 0;
   uint32_t exe_mode = 0;
   BuildId build_id;
+  KernelVerdict verdict;
   std::string comm;
   std::string filename;
   std::string binary;
@@ -134,10 +144,24 @@ struct Resolved {
   uint32_t index = 0;
   FileKey file;
   BuildId build_id;
+  KernelVerdict verdict;  // for late exec resolutions
 };
 
-using KernelRecord =
-    std::variant<ExecEvent, ForkEvent, ExitEvent, SnapObject, SnapTask, Resolved>;
+// A running process found violating policy by the sweep iterator.
+struct SweepRecord {
+  uint64_t ktime_ns = 0;
+  uint32_t pid = 0;
+  uint32_t ppid = 0;
+  uint64_t start_ns = 0;
+  uint64_t cgroup_id = 0;
+  FileKey exe;
+  BuildId build_id;
+  KernelVerdict verdict;
+  std::string comm;
+};
+
+using KernelRecord = std::variant<ExecEvent, ForkEvent, ExitEvent, SnapObject,
+                                  SnapTask, Resolved, SweepRecord>;
 
 // Splits a NUL-separated argv block; a trailing partial arg is kept.
 std::vector<std::string> SplitArgs(const char* data, size_t len);

@@ -12,11 +12,67 @@ namespace {
 
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
+// Length of the valid UTF-8 sequence at s[0..n), or 0 if invalid (RFC 3629:
+// no overlongs, no surrogates, nothing above U+10FFFF).
+size_t Utf8SeqLen(const unsigned char* s, size_t n) {
+  unsigned char c = s[0];
+  if (c < 0x80) return 1;
+  size_t len;
+  unsigned char lo = 0x80, hi = 0xbf;
+  if (c >= 0xc2 && c <= 0xdf) {
+    len = 2;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    len = 3;
+    if (c == 0xe0) lo = 0xa0;
+    if (c == 0xed) hi = 0x9f;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    len = 4;
+    if (c == 0xf0) lo = 0x90;
+    if (c == 0xf4) hi = 0x8f;
+  } else {
+    return 0;
+  }
+  if (n < len || s[1] < lo || s[1] > hi) return 0;
+  for (size_t i = 2; i < len; ++i) {
+    if (s[i] < 0x80 || s[i] > 0xbf) return 0;
+  }
+  return len;
+}
+
+// JSON text must be UTF-8 (RFC 8259 8.1), but argv and paths are bytes:
+// each byte of an invalid sequence becomes U+FFFD. Valid input (nearly
+// all) is passed through without a copy.
+void Utf8String(Writer& w, absl::string_view v) {
+  const auto* s = reinterpret_cast<const unsigned char*>(v.data());
+  size_t i = 0;
+  while (i < v.size()) {
+    size_t len = Utf8SeqLen(s + i, v.size() - i);
+    if (len == 0) break;
+    i += len;
+  }
+  if (i == v.size()) {
+    w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+    return;
+  }
+  std::string fixed(v.substr(0, i));
+  while (i < v.size()) {
+    size_t len = Utf8SeqLen(s + i, v.size() - i);
+    if (len == 0) {
+      fixed += "\xef\xbf\xbd";
+      ++i;
+    } else {
+      fixed.append(v.data() + i, len);
+      i += len;
+    }
+  }
+  w.String(fixed.data(), static_cast<rapidjson::SizeType>(fixed.size()));
+}
+
 void Key(Writer& w, const char* k) { w.Key(k); }
 
 void Str(Writer& w, const char* k, absl::string_view v) {
   w.Key(k);
-  w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+  Utf8String(w, v);
 }
 
 void U64(Writer& w, const char* k, uint64_t v) {
@@ -67,9 +123,7 @@ void FileFields(Writer& w, const FileKey& f, const ExecEvent* exec) {
 void Args(Writer& w, const std::vector<std::string>& args) {
   w.Key("args");
   w.StartArray();
-  for (const std::string& a : args) {
-    w.String(a.data(), static_cast<rapidjson::SizeType>(a.size()));
-  }
+  for (const std::string& a : args) Utf8String(w, a);
   w.EndArray();
 }
 
@@ -98,6 +152,33 @@ void ParentObject(Writer& w, const ProcessInfo* parent) {
   w.EndObject();
 }
 
+void VerdictObject(Writer& w, const VerdictView& v) {
+  Key(w, "verdict");
+  w.StartObject();
+  Str(w, "decision", v.decision);
+  Str(w, "action", v.action);
+  w.Key("policy");
+  if (v.policy.empty()) {
+    w.Null();
+  } else {
+    Utf8String(w, v.policy);
+  }
+  w.Key("rule");
+  if (v.rule.empty()) {
+    w.Null();
+  } else {
+    Utf8String(w, v.rule);
+  }
+  w.Key("mode");
+  if (v.mode == nullptr) {
+    w.Null();
+  } else {
+    w.String(v.mode);
+  }
+  if (v.protected_process) Bool(w, "protected", true);
+  w.EndObject();
+}
+
 }  // namespace
 
 std::string JsonWriter::WallTime(uint64_t boot_ns) const {
@@ -107,7 +188,8 @@ std::string JsonWriter::WallTime(uint64_t boot_ns) const {
 }
 
 std::string JsonWriter::Exec(const ExecEvent& e, const ProcessInfo& self,
-                             const ProcessInfo* parent) const {
+                             const ProcessInfo* parent,
+                             const VerdictView* verdict) const {
   rapidjson::StringBuffer sb;
   Writer w(sb);
   w.StartObject();
@@ -174,6 +256,32 @@ std::string JsonWriter::Exec(const ExecEvent& e, const ProcessInfo& self,
   }
   w.EndObject();
   ParentObject(w, parent);
+  if (verdict != nullptr) VerdictObject(w, *verdict);
+  w.EndObject();
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
+std::string JsonWriter::Sweep(const SweepRecord& r, const ProcessInfo* self,
+                              const VerdictView& verdict) const {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  Header(w, "sweep", WallTime(r.ktime_ns), node_);
+  Key(w, "process");
+  w.StartObject();
+  U64(w, "pid", r.pid);
+  U64(w, "ppid", r.ppid);
+  Str(w, "comm", r.comm);
+  if (self != nullptr) {
+    Str(w, "exec_id", self->exec_id);
+    Str(w, "binary", self->binary);
+  }
+  U64(w, "cgroup_id", r.cgroup_id);
+  Str(w, "start_time", WallTime(r.start_ns));
+  FileFields(w, r.exe, nullptr);
+  BuildIdFields(w, r.build_id);
+  w.EndObject();
+  VerdictObject(w, verdict);
   w.EndObject();
   return std::string(sb.GetString(), sb.GetSize());
 }

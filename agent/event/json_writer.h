@@ -14,6 +14,16 @@ namespace execmon {
 
 inline constexpr int kSchemaVersion = 1;
 
+// A verdict as events show it ("verdict" object, docs/events.md).
+struct VerdictView {
+  const char* decision = "unknown";  // allow | deny | unknown | pending
+  const char* action = "none";       // none | alert | kill
+  std::string policy;                // empty: null
+  std::string rule;                  // empty: null
+  const char* mode = nullptr;        // audit | enforce; null without policy
+  bool protected_process = false;    // a kill downgraded (pid 1, the agent)
+};
+
 class JsonWriter {
  public:
   explicit JsonWriter(std::string node) : node_(std::move(node)) {}
@@ -23,7 +33,11 @@ class JsonWriter {
   int64_t boot_to_real_ns() const { return boot_to_real_ns_; }
 
   std::string Exec(const ExecEvent& e, const ProcessInfo& self,
-                   const ProcessInfo* parent) const;
+                   const ProcessInfo* parent,
+                   const VerdictView* verdict = nullptr) const;
+  // A running process the policy sweep found violating (type "sweep").
+  std::string Sweep(const SweepRecord& r, const ProcessInfo* self,
+                    const VerdictView& verdict) const;
   std::string Exit(const ExitEvent& e, const ProcessInfo* self) const;
   std::string Snapshot(const SnapTask& t, const ProcessInfo& self,
                        const SnapObject* exe,

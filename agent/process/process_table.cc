@@ -37,9 +37,9 @@ const ProcessInfo& ProcessTable::OnExec(const ExecEvent& e) {
   info.pid = e.pid;
   info.ppid = e.ppid;
   info.exec_id = ExecId(e.pid, e.ktime_ns);
-  if (const ProcessInfo* parent = Find(e.ppid)) {
-    info.parent_exec_id = parent->exec_id;
-  }
+  // A pid is never its own parent: its old entry is not one.
+  const ProcessInfo* parent = e.ppid != e.pid ? Find(e.ppid) : nullptr;
+  if (parent != nullptr) info.parent_exec_id = parent->exec_id;
   info.start_ns = e.start_ns;
   info.exec_ns = e.ktime_ns;
   info.binary = e.binary;
@@ -54,7 +54,8 @@ const ProcessInfo& ProcessTable::OnFork(const ForkEvent& e) {
   info.pid = e.pid;
   info.ppid = e.ppid;
   info.exec_id = ExecId(e.pid, e.ktime_ns);
-  if (const ProcessInfo* parent = Find(e.ppid)) {
+  const ProcessInfo* parent = e.ppid != e.pid ? Find(e.ppid) : nullptr;
+  if (parent != nullptr) {
     info.parent_exec_id = parent->exec_id;
     info.binary = parent->binary;
     info.build_id = parent->build_id;

@@ -1,0 +1,164 @@
+#include "agent/policy/lint.h"
+
+#include <algorithm>
+#include <exception>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "agent/policy/evaluator.h"
+#include "agent/policy/parser.h"
+#include "agent/policy/policy.h"
+#include "rapidjson/stringbuffer.h"
+#include "rapidjson/writer.h"
+
+namespace execmon {
+namespace {
+
+using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+const char* ActionName(PolicyAction a) {
+  return a == PolicyAction::kKill ? "kill" : "alert";
+}
+
+const char* UnknownBuildIdName(UnknownBuildId u) {
+  return u == UnknownBuildId::kDeny ? "deny" : "allow";
+}
+
+const char* OpName(LabelRequirement::Op op) {
+  switch (op) {
+    case LabelRequirement::Op::kIn: return "In";
+    case LabelRequirement::Op::kNotIn: return "NotIn";
+    case LabelRequirement::Op::kExists: return "Exists";
+    case LabelRequirement::Op::kDoesNotExist: return "DoesNotExist";
+  }
+  return "?";
+}
+
+void String(Writer& w, absl::string_view s) {
+  w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+}
+
+void StringArray(Writer& w, const char* key,
+                 const std::vector<std::string>& values) {
+  w.Key(key);
+  w.StartArray();
+  for (const std::string& v : values) String(w, v);
+  w.EndArray();
+}
+
+void WriteSelector(Writer& w, const Selector& s) {
+  w.StartObject();
+  StringArray(w, "namespaces", s.namespaces);
+  w.Key("matchLabels");
+  w.StartObject();
+  std::vector<std::pair<std::string, std::string>> labels(
+      s.match_labels.begin(), s.match_labels.end());
+  std::sort(labels.begin(), labels.end());
+  for (const auto& [k, v] : labels) {
+    String(w, k);
+    String(w, v);
+  }
+  w.EndObject();
+  w.Key("matchExpressions");
+  w.StartArray();
+  for (const LabelRequirement& r : s.match_expressions) {
+    w.StartObject();
+    w.Key("key");
+    String(w, r.key);
+    w.Key("operator");
+    w.String(OpName(r.op));
+    StringArray(w, "values", r.values);
+    w.EndObject();
+  }
+  w.EndArray();
+  StringArray(w, "containers", s.containers);
+  w.Key("host");
+  if (s.host.has_value()) {
+    w.Bool(*s.host);
+  } else {
+    w.Null();
+  }
+  w.EndObject();
+}
+
+std::string Json(const ParseResult& r) {
+  rapidjson::StringBuffer buf;
+  Writer w(buf);
+  w.StartObject();
+  w.Key("ok");
+  w.Bool(r.errors.empty());
+  w.Key("policies");
+  w.StartArray();
+  for (const Policy& p : r.set.policies) {
+    w.StartObject();
+    w.Key("name");
+    String(w, p.name);
+    w.Key("file");
+    String(w, p.pos.file);
+    w.Key("line");
+    w.Int(p.pos.line);
+    w.Key("mode");
+    w.String(PolicyModeName(p.mode));
+    w.Key("action");
+    w.String(ActionName(p.action));
+    w.Key("deny");
+    w.Uint64(p.deny.size());
+    w.Key("allow");
+    w.Uint64(p.allow.size());
+    w.Key("allowList");
+    w.Bool(p.has_allow_list);
+    w.Key("unknownBuildId");
+    w.String(UnknownBuildIdName(p.unknown_build_id));
+    w.Key("selector");
+    WriteSelector(w, p.selector);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.Key("errors");
+  w.StartArray();
+  for (const PolicyError& e : r.errors) {
+    w.StartObject();
+    w.Key("file");
+    String(w, e.pos.file);
+    w.Key("line");
+    w.Int(e.pos.line);
+    w.Key("column");
+    w.Int(e.pos.column);
+    w.Key("message");
+    String(w, e.message);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  return absl::StrCat(absl::string_view(buf.GetString(), buf.GetSize()), "\n");
+}
+
+std::string Text(const ParseResult& r) {
+  std::string out;
+  for (const PolicyError& e : r.errors) absl::StrAppend(&out, e.ToString(), "\n");
+  if (r.errors.empty()) {
+    absl::StrAppend(&out, r.set.policies.size(), " policies OK\n");
+  } else {
+    absl::StrAppend(&out, r.set.policies.size(), " policies, ",
+                    r.errors.size(), " errors\n");
+  }
+  return out;
+}
+
+}  // namespace
+
+int LintPolicyDir(const std::string& dir, bool json, std::string* out) {
+  try {
+    ParseResult r = ParsePolicyDir(dir);
+    *out = json ? Json(r) : Text(r);
+    return r.errors.empty() ? 0 : 1;
+  } catch (const std::exception& e) {
+    *out = absl::StrCat("internal error: ", e.what(), "\n");
+    return 1;
+  }
+}
+
+}  // namespace execmon
