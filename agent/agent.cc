@@ -213,21 +213,25 @@ void Agent::Sweep() {
   LogInfo("policy sweep: ", n, " running processes violate the policies");
 }
 
-absl::Status Agent::LoadPolicies() {
+absl::StatusOr<PolicySet> Agent::ParsePolicies() const {
   ParseResult parsed = ParsePolicyDir(options_.policy_dir);
-  if (!parsed.errors.empty()) {
-    std::string msg = absl::StrCat(options_.policy_dir, ": ",
-                                   parsed.errors.size(), " policy errors:");
-    for (const PolicyError& e : parsed.errors) {
-      absl::StrAppend(&msg, "\n  ", e.ToString());
-    }
-    return absl::InvalidArgumentError(msg);
+  if (parsed.errors.empty()) return std::move(parsed.set);
+  std::string msg = absl::StrCat(options_.policy_dir, ": ",
+                                 parsed.errors.size(), " policy errors:");
+  for (const PolicyError& e : parsed.errors) {
+    absl::StrAppend(&msg, "\n  ", e.ToString());
   }
-  auto compiled = CompilePolicies(parsed.set);
+  return absl::InvalidArgumentError(msg);
+}
+
+absl::Status Agent::LoadPolicies() {
+  auto parsed = ParsePolicies();
+  if (!parsed.ok()) return parsed.status();
+  auto compiled = CompilePolicies(*parsed);
   if (!compiled.ok()) return compiled.status();
   auto gen = loader_->LoadPolicies(*compiled);
   if (!gen.ok()) return gen.status();
-  auto set = std::make_shared<const PolicySet>(std::move(parsed.set));
+  auto set = std::make_shared<const PolicySet>(*std::move(parsed));
   sets_.emplace_back(*gen, set);
   while (sets_.size() > 2) sets_.erase(sets_.begin());
   counters_.policies_loaded = set->policies.size();
@@ -417,6 +421,10 @@ void Agent::Tick() {
 }
 
 absl::Status Agent::Run(const std::atomic<bool>& stop) {
+  if (!options_.policy_dir.empty()) {
+    // Fail fast, before anything is attached or reported.
+    if (auto parsed = ParsePolicies(); !parsed.ok()) return parsed.status();
+  }
   if (absl::Status s = loader_->Attach(); !s.ok()) return s;
   if (options_.snapshot) {
     if (absl::Status s = Snapshot(); !s.ok()) {

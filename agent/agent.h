@@ -85,6 +85,8 @@ class Agent {
   void ReportKernelLoss(bool final_report);
   void Sweep();
   void MaybeReload();
+  // The policy directory parsed, or every error (file:line:col) in one.
+  absl::StatusOr<PolicySet> ParsePolicies() const;
   VerdictView ViewOf(const KernelVerdict& v, const BuildId& bid) const;
 
   AgentOptions options_;

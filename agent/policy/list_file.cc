@@ -121,6 +121,9 @@ size_t ParseBuildIdList(absl::string_view text, const std::string& file,
         SourcePos{file, line, static_cast<int>(column)}, std::move(message)});
   };
   if (absl::StartsWith(text, "\xEF\xBB\xBF")) text.remove_prefix(3);
+  // One allocation for the table instead of log(n) rehashes.
+  out->reserve(out->size() +
+               static_cast<size_t>(std::count(text.begin(), text.end(), '\n')) + 1);
   int line_no = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++line_no;
@@ -150,13 +153,12 @@ size_t ParseBuildIdList(absl::string_view text, const std::string& file,
       continue;
     }
     ++ids;
-    if (out->contains(*raw)) continue;  // The first entry wins.
-    BuildIdEntry entry;
+    auto [it, inserted] = out->try_emplace(std::move(*raw));
+    if (!inserted) continue;  // The first entry wins.
+    BuildIdEntry& entry = it->second;
+    entry.build_id = it->first;
     entry.note = std::string(note);
     entry.pos = SourcePos{file, line_no, static_cast<int>(start + 1)};
-    std::string key = *raw;
-    entry.build_id = std::move(*raw);
-    out->emplace(std::move(key), std::move(entry));
   }
   return ids;
 }

@@ -147,23 +147,37 @@ const char* KindName(YNode::Kind k) {
   return "?";
 }
 
+// Thrown by TreeBuilder when yaml-cpp produces more nodes than the input
+// can hold: a parser loop, cut short.
+struct TooManyNodes {
+  YAML::Mark mark;
+};
+
 class TreeBuilder : public YAML::EventHandler {
  public:
+  // Every node takes at least one byte of input, and an alias two: more
+  // than this many nodes is a parser loop.
+  explicit TreeBuilder(size_t input_size) : max_nodes_(2 * input_size + 64) {}
+
   void Reset() {
     nodes_.clear();
     stack_.clear();
     anchors_.clear();
     root_ = -1;
+    aliases_ = 0;
+    start_ = YAML::Mark::null_mark();
   }
   const std::vector<YNode>& nodes() const { return nodes_; }
   int root() const { return root_; }
+  const YAML::Mark& start() const { return start_; }
 
-  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentStart(const YAML::Mark& mark) override { start_ = mark; }
   void OnDocumentEnd() override {}
   void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
     Attach(New(YNode::Kind::kNull, mark, anchor));
   }
   void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    if (++aliases_ > max_nodes_) throw TooManyNodes{mark};
     auto it = anchors_.find(anchor);
     Attach(it != anchors_.end() ? it->second
                                 : New(YNode::Kind::kNull, mark, 0));
@@ -193,6 +207,7 @@ class TreeBuilder : public YAML::EventHandler {
 
  private:
   int New(YNode::Kind kind, const YAML::Mark& mark, YAML::anchor_t anchor) {
+    if (nodes_.size() >= max_nodes_) throw TooManyNodes{mark};
     YNode n;
     n.kind = kind;
     n.line = mark.line >= 0 ? mark.line + 1 : 0;
@@ -213,10 +228,13 @@ class TreeBuilder : public YAML::EventHandler {
     if (!stack_.empty()) stack_.pop_back();
   }
 
+  size_t max_nodes_;
   std::vector<YNode> nodes_;
   std::vector<int> stack_;
   absl::flat_hash_map<YAML::anchor_t, int> anchors_;
   int root_ = -1;
+  size_t aliases_ = 0;
+  YAML::Mark start_ = YAML::Mark::null_mark();
 };
 
 // ---------------------------------------------------------------------------
@@ -270,9 +288,10 @@ class DocumentParser {
                               KindName(Node(doc).kind)));
       return;
     }
+    // A document of another kind: its other fields mean nothing here.
+    if (OtherKind(doc)) return;
     Fields top;
     CheckFields(doc, "", {"apiVersion", "kind", "metadata", "spec"}, &top);
-    // A document of another kind: its other fields mean nothing here.
     if (!CheckConstant(doc, top, "kind", kKind)) return;
     CheckConstant(doc, top, "apiVersion", kApiVersion);
     ParseMetadata(doc, top);
@@ -403,6 +422,23 @@ class DocumentParser {
       return false;
     }
     return true;
+  }
+
+  // True (reported) when the document says it is of another kind.
+  bool OtherKind(const Ref& doc) {
+    const std::vector<int>& c = Node(doc).children;
+    for (size_t i = 0; i + 1 < c.size(); i += 2) {
+      const YNode& k = nodes_[c[i]];
+      const YNode& v = nodes_[c[i + 1]];
+      if (k.kind == YNode::Kind::kScalar && k.value == "kind" &&
+          v.kind == YNode::Kind::kScalar && v.value != kKind) {
+        Error(At(c[i + 1]), "kind",
+              absl::StrCat(QuoteForMessage(v.value),
+                           " is not supported (expected ", kKind, ")"));
+        return true;
+      }
+    }
+    return false;
   }
 
   void ParseMetadata(const Ref& doc, const Fields& top) {
@@ -985,12 +1021,17 @@ void ParsePolicyText(absl::string_view text, const std::string& file,
   try {
     std::istringstream in{std::string(text)};
     YAML::Parser parser(in);
-    TreeBuilder builder;
+    TreeBuilder builder(text.size());
     FileContext ctx{file, base_dir, result};
+    int last_start = -1;
     while (!ctx.gave_up) {
       builder.Reset();
       try {
         if (!parser.HandleNextDocument(builder)) break;
+      } catch (const TooManyNodes& e) {
+        AddFileError(result, file, e.mark,
+                     "YAML error: the parser does not make progress");
+        break;
       } catch (const YAML::DeepRecursion& e) {
         AddFileError(result, file, e.mark,
                      "YAML error: nested too deeply (expected a policy, at "
@@ -1001,6 +1042,20 @@ void ParsePolicyText(absl::string_view text, const std::string& file,
                      absl::StrCat("YAML syntax error: ", Printable(e.msg)));
         break;
       }
+      // yaml-cpp 0.7 returns the same empty document forever on a stray
+      // flow indicator (",": jbeder/yaml-cpp#1040): every document must
+      // start past the previous one.
+      const YAML::Mark& start = builder.start();
+      if (start.pos <= last_start) {
+        std::string message = "YAML syntax error: unexpected input";
+        if (start.pos >= 0 && static_cast<size_t>(start.pos) < text.size()) {
+          absl::StrAppend(&message, " ",
+                          QuoteForMessage(text.substr(start.pos, 1)));
+        }
+        AddFileError(result, file, start, std::move(message));
+        break;
+      }
+      last_start = start.pos;
       int root = builder.root();
       if (root < 0 || builder.nodes()[root].kind == YNode::Kind::kNull) {
         continue;  // An empty document.

@@ -91,10 +91,13 @@ class Agent:
             time.sleep(0.05)
         raise AssertionError(f"no {what} within {timeout} s; agent log:\n{self.log()}")
 
-    def exec_event(self, pid, timeout=10):
+    def exec_event(self, pid, timeout=10, comm=None):
+        """The first exec event of pid (of the program named comm, when a
+        pid execs several programs, e.g. a shell that execs its command)."""
         return self.wait_for(
-            lambda e: e["type"] == "exec" and e["process"]["pid"] == pid,
-            timeout, f"exec event for pid {pid}")
+            lambda e: e["type"] == "exec" and e["process"]["pid"] == pid
+            and (comm is None or e["process"]["comm"] == comm),
+            timeout, f"exec event for pid {pid}" + (f" ({comm})" if comm else ""))
 
     def stop(self):
         if self.proc.poll() is None:

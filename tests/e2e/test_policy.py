@@ -1,0 +1,368 @@
+"""Policies end to end: verdicts, kill before the first instruction, scope,
+reload, sweep. Real kernel, real BPF, real execs."""
+import json
+import os
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, EXECMON, fresh_copy, run
+
+MARKER_ID = "3a3a3a3a3a3a3a3a"
+PIE8_ID = "0e0e0e0e00000008"
+NOPIE20_ID = "2020202020202020202020202020202020200020"
+MIN_AGE = "--cache_min_age=300ms"
+
+
+def policy(name, mode="enforce", action="kill", deny=(), allow=None,
+           unknown=None, selector=None):
+    spec = {"mode": mode, "action": action}
+    if deny:
+        spec["deny"] = [{"buildId": i, "note": f"note {i[:4]}"} for i in deny]
+    if allow is not None:
+        spec["allow"] = [{"buildId": i, "note": f"ok {i[:4]}"} for i in allow]
+    if unknown:
+        spec["unknownBuildId"] = unknown
+    if selector is not None:
+        spec["selector"] = selector
+    # JSON is YAML: no YAML writer needed.
+    return json.dumps({"apiVersion": "execmon.io/v1alpha1", "kind": "ExecPolicy",
+                       "metadata": {"name": name}, "spec": spec})
+
+
+def write_policies(d, **docs):
+    d.mkdir(exist_ok=True)
+    for name, text in docs.items():
+        (d / f"{name}.yaml").write_text(text)
+    return d
+
+
+def verdict(agent, pid, comm=None):
+    return agent.exec_event(pid, comm=comm)["verdict"]
+
+
+# Allowlists and unknownBuildId: deny govern everything they select: with
+# an empty selector in enforce mode the sweep kills every process on the
+# node that is not listed. Those tests select containers only and run
+# their programs in a test cgroup named like a Kubernetes pod's.
+CONTAINERS = {"host": False}
+
+
+@pytest.fixture
+def pod_cgroup():
+    """A kubepods-like cgroup v2 directory, removed afterwards."""
+    mounts = [l.split() for l in Path("/proc/self/mounts").read_text().splitlines()]
+    root = next((Path(m[1]) for m in mounts if m[2] == "cgroup2"), None)
+    if root is None:
+        pytest.skip("no cgroup v2 hierarchy")
+    uid = str(uuid.uuid4()).replace("-", "_")
+    top = root / "kubepods.slice"
+    pod = top / "kubepods-besteffort.slice" / f"kubepods-besteffort-pod{uid}.slice"
+    scope = pod / f"cri-containerd-{uuid.uuid4().hex}.scope"
+    scope.mkdir(parents=True)
+    yield scope
+    for d in (scope, pod, pod.parent, top):
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+
+
+def run_in_cgroup(cg, cmd):
+    """Moves a shell into cgroup cg, then execs cmd there."""
+    script = f'echo $$ > {cg}/cgroup.procs && exec "$@"'
+    return run(["/bin/sh", "-c", script, "sh", *cmd])
+
+
+
+
+@pytest.mark.parametrize("path", ["miss", "hit"])
+def test_enforce_kills_before_first_instruction(agent_factory, tmp_path, path):
+    pol = write_policies(tmp_path / "pol", deny=policy("deny-marker", deny=[MARKER_ID]))
+    marker = fresh_copy(BIN / "marker", tmp_path / "marker")
+    if path == "hit":
+        # Old enough to cache; one exec before the policy fills the cache.
+        time.sleep(0.5)
+    agent = agent_factory(MIN_AGE, f"--policies={pol}")
+    if path == "hit":
+        run([BIN / "hello_pie8"])  # unrelated; the cache fill happens below
+    allowed, r_ok = run([BIN / "hello_pie8", "neighbour"])
+    for i in range(3):
+        flag = tmp_path / f"created-{i}"
+        pid, r = run([marker, flag])
+        assert r.returncode == -9
+        # Its first action would have created the file: it never ran.
+        assert not flag.exists()
+        v = verdict(agent, pid)
+        assert v == {"decision": "deny", "action": "kill", "policy": "deny-marker",
+                     "rule": "deny: note 3a3a", "mode": "enforce"}
+        src = agent.exec_event(pid)["process"]["build_id_source"]
+        if path == "miss":
+            assert src == "task_work" if i == 0 else src in ("task_work", "cache")
+        elif i > 0:
+            assert src == "cache"
+        ex = agent.wait_for(lambda e: e["type"] == "exit" and e["process"]["pid"] == pid)
+        assert ex["exit"]["signal"] == 9
+    # The allowed program next to it ran normally.
+    assert r_ok.returncode == 0 and r_ok.stdout == b"hello neighbour\n"
+    assert verdict(agent, allowed)["decision"] == "allow"
+
+
+def test_audit_reports_but_does_not_kill(agent_factory, tmp_path):
+    pol = write_policies(tmp_path / "pol",
+                         a=policy("audit-marker", mode="audit", action="alert",
+                                  deny=[MARKER_ID]))
+    agent = agent_factory(f"--policies={pol}")
+    flag = tmp_path / "created"
+    pid, r = run([BIN / "marker", flag])
+    assert r.returncode == 0 and flag.exists()
+    assert verdict(agent, pid) == {"decision": "deny", "action": "alert",
+                                   "policy": "audit-marker", "rule": "deny: note 3a3a",
+                                   "mode": "audit"}
+
+
+def test_audit_and_enforce_together_enforce_decides(agent_factory, tmp_path):
+    pol = write_policies(
+        tmp_path / "pol",
+        a=policy("a-audit", mode="audit", action="alert", deny=[MARKER_ID]),
+        b=policy("b-enforce", deny=[MARKER_ID]))
+    agent = agent_factory(f"--policies={pol}")
+    pid, r = run([BIN / "marker", tmp_path / "x"])
+    assert r.returncode == -9 and not (tmp_path / "x").exists()
+    v = verdict(agent, pid)
+    assert v["policy"] == "b-enforce" and v["action"] == "kill"
+
+
+def test_deny_beats_allow(agent_factory, tmp_path, pod_cgroup):
+    pol = write_policies(
+        tmp_path / "pol",
+        a=policy("a-allow", allow=[PIE8_ID, MARKER_ID], selector=CONTAINERS),
+        b=policy("b-deny", mode="audit", action="alert", deny=[PIE8_ID]))
+    agent = agent_factory(f"--policies={pol}")
+    pid, r = run_in_cgroup(pod_cgroup, [BIN / "hello_pie8"])
+    assert r.returncode == 0
+    v = verdict(agent, pid, "hello_pie8")
+    assert v["decision"] == "deny" and v["policy"] == "b-deny"
+    assert v["action"] == "alert"
+
+
+def test_allowlist(agent_factory, tmp_path, pod_cgroup):
+    pol = write_policies(tmp_path / "pol",
+                         a=policy("only-pie8", allow=[PIE8_ID], selector=CONTAINERS))
+    agent = agent_factory(f"--policies={pol}")
+    pid_ok, r_ok = run_in_cgroup(pod_cgroup, [BIN / "hello_pie8"])
+    assert r_ok.returncode == 0
+    assert verdict(agent, pid_ok, "hello_pie8") == {"decision": "allow", "action": "none",
+                                      "policy": "only-pie8", "rule": "allow: ok 0e0e",
+                                      "mode": "enforce"}
+    pid_bad, r_bad = run_in_cgroup(pod_cgroup, [BIN / "hello_nopie20"])
+    assert r_bad.returncode == -9
+    v = verdict(agent, pid_bad, "hello_nopie20")
+    assert v["decision"] == "deny" and v["rule"] == "allow: not listed"
+
+
+def test_unknown_build_id(agent_factory, tmp_path, pod_cgroup):
+    pol = write_policies(tmp_path / "pol",
+                         a=policy("no-unknown", unknown="deny", selector=CONTAINERS))
+    agent = agent_factory(f"--policies={pol}")
+    pid, r = run_in_cgroup(pod_cgroup, [BIN / "hello_noid"])
+    assert r.returncode == -9
+    v = verdict(agent, pid, "hello_noid")
+    assert v["decision"] == "deny" and v["rule"] == "unknownBuildId: deny"
+    # A host process without a build ID is out of scope.
+    pid_host, r_host = run([BIN / "hello_noid"])
+    assert r_host.returncode == 0
+    assert verdict(agent, pid_host)["decision"] == "unknown"
+    pid2, r2 = run_in_cgroup(pod_cgroup, [BIN / "hello_pie8"])
+    assert r2.returncode == 0
+    assert verdict(agent, pid2, "hello_pie8")["decision"] == "allow"
+
+
+def test_unknown_without_policy_is_unknown(agent):
+    pid, r = run([BIN / "hello_noid"])
+    assert r.returncode == 0
+    assert verdict(agent, pid) == {"decision": "unknown", "action": "none",
+                                   "policy": None, "rule": None, "mode": None}
+
+
+def test_scope_by_cgroup(agent_factory, tmp_path, pod_cgroup):
+    pol = write_policies(
+        tmp_path / "pol",
+        c=policy("containers-only", deny=[MARKER_ID], selector={"host": False}),
+        h=policy("host-only", mode="audit", action="alert", deny=[PIE8_ID],
+                 selector={"host": True}))
+    agent = agent_factory(f"--policies={pol}")
+    # In the kubepods-like cgroup: the container policy kills the marker.
+    pid, r = run_in_cgroup(pod_cgroup, [BIN / "marker", tmp_path / "in-pod"])
+    assert r.returncode == -9 and not (tmp_path / "in-pod").exists()
+    e = agent.exec_event(pid, comm="marker")
+    assert e["process"]["cgroup_id"] == pod_cgroup.stat().st_ino
+    assert e["verdict"]["policy"] == "containers-only"
+    # On the host the same binary runs: the container policy has no scope.
+    pid, r = run([BIN / "marker", tmp_path / "on-host"])
+    assert r.returncode == 0 and (tmp_path / "on-host").exists()
+    assert verdict(agent, pid)["decision"] == "allow"
+    # The host policy governs host execs only.
+    pid, r = run([BIN / "hello_pie8"])
+    assert verdict(agent, pid)["policy"] == "host-only"
+    pid, r = run_in_cgroup(pod_cgroup, [BIN / "hello_pie8"])
+    assert r.returncode == 0
+    e = agent.exec_event(pid, comm="hello_pie8")
+    assert e["process"]["cgroup_id"] == pod_cgroup.stat().st_ino
+    assert e["verdict"]["decision"] == "allow"
+
+
+def test_reload_while_execs_continue(agent_factory, tmp_path):
+    pol = write_policies(tmp_path / "pol",
+                         p=policy("flip", mode="audit", action="alert", deny=[PIE8_ID]))
+    agent = agent_factory(f"--policies={pol}")
+    stop = threading.Event()
+    pids = []
+
+    def loop():
+        while not stop.is_set():
+            pids.append(run([BIN / "hello_pie8"])[0])
+
+    t = threading.Thread(target=loop)
+    t.start()
+    try:
+        time.sleep(1)
+        # Atomic replace, as editors and kubelet do.
+        tmp = pol / ".p.yaml.tmp"
+        tmp.write_text(policy("flip", mode="audit", action="alert", deny=[MARKER_ID]))
+        os.rename(tmp, pol / "p.yaml")
+        deadline = time.monotonic() + 10
+        while "generation 2" not in agent.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "generation 2" in agent.log()
+        time.sleep(1)
+    finally:
+        stop.set()
+        t.join()
+    decisions = [verdict(agent, pid)["decision"] for pid in pids]
+    # Every exec was judged: denied under the old set, then allowed.
+    assert set(decisions) <= {"deny", "allow"}
+    first_allow = decisions.index("allow")
+    assert "deny" in decisions[:first_allow] and "deny" not in decisions[first_allow:]
+
+
+def test_invalid_reload_keeps_previous_policies(agent_factory, tmp_path):
+    pol = write_policies(tmp_path / "pol", p=policy("deny-marker", deny=[MARKER_ID]))
+    agent = agent_factory(f"--policies={pol}")
+    (pol / "broken.yaml").write_text(
+        "apiVersion: execmon.io/v1alpha1\nkind: ExecPolicy\nmetadata: {name: broken}\n"
+        "spec:\n  mode: block\n")
+    deadline = time.monotonic() + 10
+    while "reload rejected" not in agent.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = agent.log()
+    assert "policy reload rejected, previous policies stay in force" in log
+    assert f"{pol / 'broken.yaml'}:5:" in log and '"block"' in log
+    pid, r = run([BIN / "marker", tmp_path / "x"])
+    assert r.returncode == -9 and not (tmp_path / "x").exists()
+    assert verdict(agent, pid)["policy"] == "deny-marker"
+
+
+def test_invalid_policies_fail_startup(tmp_path):
+    pol = write_policies(tmp_path / "pol", p="apiVersion: v1\nkind: Pod\n")
+    r = subprocess.run([str(EXECMON), "run", f"--policies={pol}",
+                        f"--output={tmp_path / 'ev'}"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1
+    assert f"{pol / 'p.yaml'}:2:7: kind: \"Pod\" is not supported" in r.stderr
+    # Nothing was attached or reported before the policies were checked.
+    ev = tmp_path / "ev"
+    assert "snapshot" not in r.stderr
+    assert not ev.exists() or ev.stat().st_size == 0
+
+
+def test_sweep_kills_running_violators(agent_factory, tmp_path):
+    pol = tmp_path / "pol"
+    pol.mkdir()
+    agent = agent_factory(f"--policies={pol}")
+    victim = subprocess.Popen([str(BIN / "hello_nopie20"), "sleep", "60"])
+    bystander = subprocess.Popen([str(BIN / "hello_pie8"), "sleep", "60"])
+    try:
+        agent.exec_event(victim.pid)
+        write_policies(pol, p=policy("deny-nopie20", deny=[NOPIE20_ID]))
+        assert victim.wait(timeout=15) == -9
+        e = agent.wait_for(lambda x: x["type"] == "sweep"
+                           and x["process"]["pid"] == victim.pid)
+        assert e["verdict"]["action"] == "kill"
+        assert e["verdict"]["policy"] == "deny-nopie20"
+        assert e["process"]["build_id"] == NOPIE20_ID
+        assert bystander.poll() is None
+    finally:
+        for p in (victim, bystander):
+            p.kill()
+            p.wait()
+
+
+def test_sweep_in_audit_mode_reports_only(agent_factory, tmp_path):
+    victim = subprocess.Popen([str(BIN / "hello_nopie20"), "sleep", "60"])
+    try:
+        pol = write_policies(tmp_path / "pol",
+                             p=policy("audit-nopie20", mode="audit", action="alert",
+                                      deny=[NOPIE20_ID]))
+        agent = agent_factory(f"--policies={pol}")
+        e = agent.wait_for(lambda x: x["type"] == "sweep"
+                           and x["process"]["pid"] == victim.pid)
+        assert e["verdict"]["action"] == "alert"
+        assert victim.poll() is None
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_iterator_fallback_kills_after_start(agent_factory, tmp_path):
+    pol = write_policies(tmp_path / "pol", p=policy("deny-nopie20", deny=[NOPIE20_ID]))
+    agent = agent_factory("--build_id_resolver=iterator", f"--policies={pol}")
+    assert "can only be killed after it started" in agent.log()
+    prog = fresh_copy(BIN / "hello_nopie20", tmp_path / "p")
+    p = subprocess.Popen([str(prog), "sleep", "30"])
+    assert p.wait(timeout=15) == -9
+    e = agent.exec_event(p.pid)
+    assert e["process"]["build_id_source"] == "iterator"
+    assert e["verdict"]["action"] == "kill"
+
+
+def test_policy_lint_cli(tmp_path):
+    good = write_policies(tmp_path / "good", p=policy("ok", deny=[MARKER_ID]))
+    r = subprocess.run([str(EXECMON), "policy", "lint", str(good)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "1 policies OK" in r.stdout
+    bad = write_policies(tmp_path / "bad", p="apiVersion: execmon.io/v1alpha1\n"
+                         "kind: ExecPolicy\nmetadata: {name: x}\nspec:\n"
+                         "  deny: [{buildId: zz}]\n")
+    r = subprocess.run([str(EXECMON), "policy", "lint", str(bad), "--format=json"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1
+    out = json.loads(r.stdout)
+    assert out["ok"] is False
+    err = out["errors"][0]
+    assert err["file"].endswith("p.yaml") and err["line"] == 5
+    assert "buildId" in err["message"]
+
+
+def test_policy_test_cli(tmp_path):
+    d = write_policies(tmp_path / "pol", p=policy("deny-marker", deny=[MARKER_ID]))
+    r = subprocess.run([str(EXECMON), "policy", "test", str(d), f"--build-id={MARKER_ID}",
+                        "--host", "--format=json"], capture_output=True, text=True)
+    assert r.returncode == 3
+    assert json.loads(r.stdout) == {"decision": "deny", "action": "kill",
+                                    "policy": "deny-marker", "rule": "deny: note 3a3a",
+                                    "mode": "enforce"}
+    r = subprocess.run([str(EXECMON), "policy", "test", str(d), f"--build-id={PIE8_ID}",
+                        "--host"], capture_output=True, text=True)
+    assert r.returncode == 0 and "decision: allow" in r.stdout
+
+
+def test_sample_policies_lint():
+    repo = Path(__file__).resolve().parents[2]
+    r = subprocess.run([str(EXECMON), "policy", "lint", str(repo / "policies")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
