@@ -366,3 +366,34 @@ def test_sample_policies_lint():
     r = subprocess.run([str(EXECMON), "policy", "lint", str(repo / "policies")],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
+
+
+def test_configmap_symlink_swap_reloads(agent_factory, tmp_path):
+    # The layout kubelet gives a ConfigMap volume, and its update sequence.
+    pol = tmp_path / "cm"
+    pol.mkdir()
+    v1 = pol / "..2026_11_23_01"
+    v1.mkdir()
+    (v1 / "p.yaml").write_text(policy("cm", mode="audit", action="alert",
+                                      deny=[PIE8_ID]))
+    (pol / "..data").symlink_to(v1.name)
+    (pol / "p.yaml").symlink_to("..data/p.yaml")
+    agent = agent_factory(f"--policies={pol}")
+    pid, _ = run([BIN / "hello_pie8"])
+    assert verdict(agent, pid)["decision"] == "deny"
+    v2 = pol / "..2026_11_23_02"
+    v2.mkdir()
+    (v2 / "p.yaml").write_text(policy("cm", mode="audit", action="alert",
+                                      deny=[MARKER_ID]))
+    (pol / "..data_tmp").symlink_to(v2.name)
+    os.rename(pol / "..data_tmp", pol / "..data")
+    (v1 / "p.yaml").unlink()
+    v1.rmdir()
+    deadline = time.monotonic() + 10
+    while "generation 2" not in agent.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "policies: 1 loaded" in agent.log() and "generation 2" in agent.log()
+    pid, _ = run([BIN / "hello_pie8"])
+    assert verdict(agent, pid)["decision"] == "allow"
+    pid, _ = run([BIN / "marker", tmp_path / "m"])
+    assert verdict(agent, pid)["rule"] == "deny: note 3a3a"
