@@ -138,7 +138,9 @@ std::string Json(const ParseResult& r) {
 
 std::string Text(const ParseResult& r) {
   std::string out;
-  for (const PolicyError& e : r.errors) absl::StrAppend(&out, e.ToString(), "\n");
+  for (const PolicyError& e : r.errors) {
+    absl::StrAppend(&out, e.ToString(), "\n");
+  }
   if (r.errors.empty()) {
     absl::StrAppend(&out, r.set.policies.size(), " policies OK\n");
   } else {

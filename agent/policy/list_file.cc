@@ -57,7 +57,9 @@ class Fd {
   int fd_;
 };
 
-bool IsBlank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
+bool IsBlank(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
 
 }  // namespace
 
@@ -115,15 +117,17 @@ size_t ParseBuildIdList(absl::string_view text, const std::string& file,
     ++error_count;
     if (error_count > kMaxListFileErrors) return;
     if (error_count == kMaxListFileErrors) {
-      message = absl::StrCat(message, " (too many errors; skipping the rest of the file)");
+      absl::StrAppend(&message,
+                      " (too many errors; skipping the rest of the file)");
     }
     errors->push_back(PolicyError{
         SourcePos{file, line, static_cast<int>(column)}, std::move(message)});
   };
   if (absl::StartsWith(text, "\xEF\xBB\xBF")) text.remove_prefix(3);
   // One allocation for the table instead of log(n) rehashes.
-  out->reserve(out->size() +
-               static_cast<size_t>(std::count(text.begin(), text.end(), '\n')) + 1);
+  size_t lines =
+      static_cast<size_t>(std::count(text.begin(), text.end(), '\n')) + 1;
+  out->reserve(out->size() + lines);
   int line_no = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++line_no;
@@ -143,13 +147,16 @@ size_t ParseBuildIdList(absl::string_view text, const std::string& file,
     while (note_start < line.size() && IsBlank(line[note_start])) ++note_start;
     if (note_start < line.size() && line[note_start] == '#') {
       ++note_start;
-      while (note_start < line.size() && IsBlank(line[note_start])) ++note_start;
+      while (note_start < line.size() && IsBlank(line[note_start])) {
+        ++note_start;
+      }
     }
     absl::string_view note = line.substr(note_start);
     while (!note.empty() && IsBlank(note.back())) note.remove_suffix(1);
     if (!IsValidUtf8(note)) {
       add_error(line_no, note_start + 1,
-                "the note is not valid UTF-8 text (expected UTF-8 without NUL bytes)");
+                "the note is not valid UTF-8 text (expected UTF-8 without NUL "
+                "bytes)");
       continue;
     }
     ++ids;

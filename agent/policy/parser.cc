@@ -319,10 +319,11 @@ class DocumentParser {
     if (ctx_->gave_up) return;
     if (++ctx_->errors >= kMaxErrorsPerFile) {
       ctx_->gave_up = true;
-      absl::StrAppend(&message,
-                      " (too many errors; the rest of the file is not checked)");
+      absl::StrAppend(
+          &message, " (too many errors; the rest of the file is not checked)");
     }
-    ctx_->result->errors.push_back(PolicyError{std::move(pos), std::move(message)});
+    ctx_->result->errors.push_back(
+        PolicyError{std::move(pos), std::move(message)});
   }
 
   void Error(const Ref& at, std::string message) {
@@ -521,7 +522,8 @@ class DocumentParser {
       }
     }
     Error(r, path,
-          absl::StrCat(QuoteForMessage(n.value), n.plain ? " is not" : " is a quoted string, not",
+          absl::StrCat(QuoteForMessage(n.value),
+                       n.plain ? " is not" : " is a quoted string, not",
                        " a boolean (expected true or false)"));
     return absl::nullopt;
   }
@@ -657,7 +659,9 @@ class DocumentParser {
       }
       std::vector<PolicyError> errors;
       ParseBuildIdList(*text, resolved, out, &errors);
-      for (PolicyError& e : errors) AddError(std::move(e.pos), std::move(e.message));
+      for (PolicyError& e : errors) {
+        AddError(std::move(e.pos), std::move(e.message));
+      }
     }
   }
 
@@ -680,9 +684,11 @@ class DocumentParser {
       if (Stop()) return;
       const BuildIdEntry& denied = policy_.deny.at(allowed->build_id);
       AddError(allowed->pos,
-               absl::StrCat("spec.allow: build ID ", BuildIdToHex(allowed->build_id),
+               absl::StrCat("spec.allow: build ID ",
+                            BuildIdToHex(allowed->build_id),
                             " is also denied (at ", PosText(denied.pos),
-                            "); a policy cannot both deny and allow a build ID"));
+                            "); a policy cannot both deny and allow a build "
+                            "ID"));
     }
   }
 
@@ -832,7 +838,8 @@ class DocumentParser {
       std::string op_path = Join(item_path, "operator");
       absl::optional<LabelRequirement::Op> parsed_op;
       if (op == nullptr) {
-        Error(item, op_path, "required (expected In, NotIn, Exists or DoesNotExist)");
+        Error(item, op_path,
+              "required (expected In, NotIn, Exists or DoesNotExist)");
         ok = false;
       } else {
         parsed_op = Enum<LabelRequirement::Op>(
@@ -1103,7 +1110,8 @@ ParseResult ParsePolicyDir(const std::string& dir) {
     }
     std::sort(names.begin(), names.end());
     for (const std::string& name : names) {
-      std::string path = absl::StrCat(dir, absl::EndsWith(dir, "/") ? "" : "/", name);
+      std::string path =
+          absl::StrCat(dir, absl::EndsWith(dir, "/") ? "" : "/", name);
       struct stat st;
       if (stat(path.c_str(), &st) != 0) {
         char buf[256];
@@ -1114,7 +1122,8 @@ ParseResult ParsePolicyDir(const std::string& dir) {
         continue;
       }
       if (!S_ISREG(st.st_mode)) continue;  // e.g. a directory named x.yaml
-      absl::StatusOr<std::string> text = ReadSmallFile(path, kMaxPolicyFileBytes);
+      absl::StatusOr<std::string> text =
+          ReadSmallFile(path, kMaxPolicyFileBytes);
       if (!text.ok()) {
         result.errors.push_back(PolicyError{
             SourcePos{path, 0, 0}, std::string(text.status().message())});
