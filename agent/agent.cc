@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "agent/common/log.h"
+#include "agent/common/version.h"
 #include "agent/event/decoder.h"
 #include "agent/policy/compiler.h"
 #include "agent/policy/evaluator.h"
@@ -103,8 +104,23 @@ Agent::Agent(AgentOptions options, std::vector<std::unique_ptr<EventSink>> sinks
 }
 
 void Agent::Emit(const char* type, const std::string& json) {
+  EventMeta meta;
+  meta.type = type;
+  meta.node = options_.node;
   for (auto& sink : sinks_) {
-    absl::Status s = sink->Write(type, json);
+    absl::Status s = sink->Write(meta, json);
+    if (!s.ok()) {
+      ++counters_.sink_errors;
+      if (metrics_) metrics_->OnSinkError(sink->name());
+      LogError(s.message());
+    }
+  }
+  if (metrics_) metrics_->OnEvent(type);
+}
+
+void Agent::CloseSinks(absl::Duration deadline) {
+  for (auto& sink : sinks_) {
+    absl::Status s = sink->Close(deadline);
     if (!s.ok()) {
       ++counters_.sink_errors;
       LogError(s.message());
@@ -190,6 +206,10 @@ void Agent::HandleExec(ExecEvent e) {
   if (parent != nullptr) parent_copy = *parent;
   const ProcessInfo& self = table_.OnExec(e);
   VerdictView verdict = ViewOf(e.verdict, e.build_id);
+  if (metrics_) {
+    metrics_->OnExec(e, verdict.decision, verdict.action,
+                     verdict.mode ? verdict.mode : "");
+  }
   Emit("exec", writer_.Exec(e, self, parent_copy ? &*parent_copy : nullptr,
                             &verdict));
 }
@@ -206,8 +226,9 @@ void Agent::Sweep() {
     if (r == nullptr) continue;
     ++n;
     ++counters_.sweep_events;
-    Emit("sweep", writer_.Sweep(*r, table_.Find(r->pid),
-                                ViewOf(r->verdict, r->build_id)));
+    VerdictView v = ViewOf(r->verdict, r->build_id);
+    if (metrics_) metrics_->OnSweep(v.action);
+    Emit("sweep", writer_.Sweep(*r, table_.Find(r->pid), v));
   }
   FlushSinks();
   LogInfo("policy sweep: ", n, " running processes violate the policies");
@@ -248,11 +269,61 @@ absl::Status Agent::LoadPolicies() {
     }
     watcher_->WatchDirs(std::vector<std::string>(dirs.begin(), dirs.end()));
   }
+  if (metrics_) metrics_->SetPolicies(set->policies.size(), *gen);
   LogInfo("policies: ", set->policies.size(), " loaded from ",
           options_.policy_dir, " (generation ", *gen, ", ",
           compiled->ids.size(), " build IDs)");
   Sweep();
   return absl::OkStatus();
+}
+
+absl::Status Agent::LoadPoliciesCounted() {
+  absl::Status s = LoadPolicies();
+  if (metrics_) metrics_->OnPolicyReload(s.ok());
+  return s;
+}
+
+void Agent::UpdateMetrics(const std::vector<uint64_t>* kernel_stats) {
+  if (!metrics_) return;
+  if (kernel_stats != nullptr) metrics_->SetKernelStats(*kernel_stats);
+  metrics_->SetProcessTable(table_.size(), table_.evictions());
+  metrics_->SetDecodeErrors(counters_.decode_errors);
+  metrics_->SetLateResolutions(counters_.late_resolutions,
+                               counters_.late_resolution_errors);
+  // Walking the cache map costs a syscall per entry: every 10 s.
+  absl::Time now = absl::Now();
+  if (kernel_stats != nullptr && now - last_cache_walk_ >= absl::Seconds(10)) {
+    last_cache_walk_ = now;
+    auto entries = loader_->CacheEntries();
+    if (entries.ok()) {
+      metrics_->SetCacheEntries(*entries, (*kernel_stats)[EM_STAT_CACHE_FILL]);
+    }
+  }
+  if (options_.bpf_stats) {
+    for (const auto& p : loader_->ReadProgramStats()) {
+      metrics_->SetProgramStats(p.name, p.run_time_ns, p.run_count);
+    }
+  }
+  bool healthy = true;
+  std::string detail;
+  for (const auto& sink : sinks_) {
+    SinkStats st = sink->Stats();
+    if (st.reports_delivery) {
+      metrics_->SetSinkQueue(sink->name(), st.queue_depth);
+      metrics_->SetSinkDelivered(sink->name(), st.delivered);
+      metrics_->SetSinkFailed(sink->name(), st.failed);
+      for (const auto& [reason, n] : st.dropped) {
+        metrics_->SetSinkDropped(sink->name(), reason, n);
+      }
+    }
+    if (!sink->Healthy()) {
+      healthy = false;
+      absl::StrAppend(&detail, detail.empty() ? "" : ",", sink->name(), " down");
+    }
+  }
+  health_.sinks_healthy.store(healthy);
+  absl::MutexLock lock(&health_.mu);
+  health_.sinks_detail = detail;
 }
 
 void Agent::MaybeReload() {
@@ -265,7 +336,7 @@ void Agent::MaybeReload() {
   }
   change_seen_ = absl::InfiniteFuture();
   ++counters_.policy_reloads;
-  absl::Status s = LoadPolicies();
+  absl::Status s = LoadPoliciesCounted();
   if (!s.ok()) {
     ++counters_.policy_reload_errors;
     LogError("policy reload rejected, previous policies stay in force: ",
@@ -396,6 +467,7 @@ void Agent::ReportKernelLoss(bool final_report) {
     }
   }
   last_stats_ = *stats;
+  UpdateMetrics(&*stats);
   if (final_report) {
     LogInfo("kernel: execs=", (*stats)[EM_STAT_EXEC],
             " cache_hits=", (*stats)[EM_STAT_CACHE_HIT],
@@ -421,11 +493,25 @@ void Agent::Tick() {
 }
 
 absl::Status Agent::Run(const std::atomic<bool>& stop) {
+  metrics_ = std::make_unique<Metrics>(BuildInfo{
+      EXECMON_VERSION, loader_->features().release,
+      loader_->uses_task_work() ? "task_work" : "iterator"});
+  if (!options_.metrics_address.empty()) {
+    auto http = HttpServer::Start(options_.metrics_address, metrics_->registry(),
+                                  &health_);
+    if (!http.ok()) return http.status();
+    http_ = *std::move(http);
+  }
+  if (options_.bpf_stats) {
+    if (absl::Status s = loader_->EnableProgramStats(); !s.ok()) return s;
+  }
   if (!options_.policy_dir.empty()) {
     // Fail fast, before anything is attached or reported.
     if (auto parsed = ParsePolicies(); !parsed.ok()) return parsed.status();
   }
   if (absl::Status s = loader_->Attach(); !s.ok()) return s;
+  health_.bpf_attached.store(true);
+  health_.loop_heartbeat_ns.store(MonotonicNs());
   if (options_.snapshot) {
     if (absl::Status s = Snapshot(); !s.ok()) {
       LogWarning("snapshot failed, continuing without it: ", s.message());
@@ -435,13 +521,15 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
     auto watcher = PolicyWatcher::Create(options_.policy_dir);
     if (!watcher.ok()) return watcher.status();
     watcher_ = *std::move(watcher);
-    if (absl::Status s = LoadPolicies(); !s.ok()) return s;
+    if (absl::Status s = LoadPoliciesCounted(); !s.ok()) return s;
   }
+  health_.ready.store(true);
   LogInfo("ready: build-ID resolver ",
           loader_->uses_task_work() ? "task_work" : "iterator", ", node ",
           options_.node);
   absl::Status status;
   while (!stop.load()) {
+    health_.loop_heartbeat_ns.store(MonotonicNs());
     auto n = loader_->Poll(100);
     if (!n.ok()) {
       status = n.status();
@@ -451,10 +539,12 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
     Tick();
     MaybeReload();
   }
+  health_.ready.store(false);
   loader_->Detach();
+  health_.bpf_attached.store(false);
   auto drained = loader_->Drain();
   if (!drained.ok()) LogWarning(drained.status().message());
-  FlushSinks();
+  CloseSinks(options_.sink_close_deadline);
   ReportKernelLoss(true);
   return status;
 }

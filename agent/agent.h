@@ -16,6 +16,8 @@
 #include "agent/bpf/bpf_loader.h"
 #include "agent/event/event.h"
 #include "agent/event/json_writer.h"
+#include "agent/metrics/http_server.h"
+#include "agent/metrics/metrics.h"
 #include "agent/policy/policy.h"
 #include "agent/policy/watcher.h"
 #include "agent/process/process_table.h"
@@ -31,6 +33,9 @@ struct AgentOptions {
   bool emit_snapshot = true;
   std::string policy_dir;  // empty: no policies
   absl::Duration reload_debounce = absl::Milliseconds(200);
+  absl::Duration sink_close_deadline = absl::Seconds(10);
+  std::string metrics_address;  // empty: no metrics/health server
+  bool bpf_stats = false;
 };
 
 // User-space counters; kernel-side ones come from BpfLoader::ReadStats().
@@ -74,10 +79,12 @@ class Agent {
   absl::Status Run(const std::atomic<bool>& stop);
 
   const AgentCounters& counters() const { return counters_; }
+  HealthState& health() { return health_; }
   const ProcessTable& processes() const { return table_; }
 
  private:
   void Emit(const char* type, const std::string& json);
+  void CloseSinks(absl::Duration deadline);
   void FlushSinks();
   void HandleExec(ExecEvent e);
   void ResolveLate(ExecEvent& e);
@@ -87,6 +94,9 @@ class Agent {
   void MaybeReload();
   // The policy directory parsed, or every error (file:line:col) in one.
   absl::StatusOr<PolicySet> ParsePolicies() const;
+  // LoadPolicies, counted in the reload metrics.
+  absl::Status LoadPoliciesCounted();
+  void UpdateMetrics(const std::vector<uint64_t>* kernel_stats);
   VerdictView ViewOf(const KernelVerdict& v, const BuildId& bid) const;
 
   AgentOptions options_;
@@ -102,6 +112,10 @@ class Agent {
   std::vector<std::pair<uint32_t, std::shared_ptr<const PolicySet>>> sets_;
   std::unique_ptr<PolicyWatcher> watcher_;
   absl::Time change_seen_ = absl::InfiniteFuture();
+  std::unique_ptr<Metrics> metrics_;
+  HealthState health_;
+  std::unique_ptr<HttpServer> http_;
+  absl::Time last_cache_walk_ = absl::InfinitePast();
 };
 
 // CLOCK_REALTIME - CLOCK_BOOTTIME now.

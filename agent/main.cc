@@ -64,6 +64,14 @@ ABSL_FLAG(std::string, policies, "",
           "reloaded on change. Empty: no policies (verdicts allow/unknown).");
 ABSL_FLAG(uint32_t, max_policy_ids, 262144,
           "Distinct build IDs the loaded policies may name.");
+ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9470",
+          "HOST:PORT serving Prometheus /metrics and the /healthz and "
+          "/readyz probes. Empty: disabled.");
+ABSL_FLAG(bool, bpf_stats, false,
+          "Enable kernel BPF run-time statistics (BPF_ENABLE_STATS) and export "
+          "per-program run time and count. Costs a few ns per program run.");
+// --- Kafka sink flags (agent/sink/kafka_sink.h) ---
+// --- end of Kafka sink flags ---
 // `execmon policy ...`
 ABSL_FLAG(std::string, format, "text", "policy lint/test output: text or json.");
 ABSL_FLAG(std::string, build_id, "", "policy test: the build ID (hex) of the exec; "
@@ -275,6 +283,10 @@ absl::Status CmdRun() {
   opts.max_processes = absl::GetFlag(FLAGS_max_processes);
   opts.snapshot = absl::GetFlag(FLAGS_snapshot);
   opts.policy_dir = absl::GetFlag(FLAGS_policies);
+  opts.metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  opts.bpf_stats = absl::GetFlag(FLAGS_bpf_stats);
+  // --- Kafka sink construction ---
+  // --- end of Kafka sink construction ---
   execmon::Agent agent(opts, std::move(sinks));
 
   execmon::BpfOptions bpf;

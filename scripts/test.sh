@@ -5,13 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh
-BUILD=${EXECMON_BUILD_DIR:-build}
+BUILD=$(realpath -m "${EXECMON_BUILD_DIR:-build}")
 REPORTS="$BUILD/test-reports"
 rm -rf "$REPORTS" && mkdir -p "$REPORTS"
 
 status=0
 echo "== unit tests"
-ctest --test-dir "$BUILD" --output-on-failure --output-junit "$PWD/$REPORTS/unit.xml" \
+ctest --test-dir "$BUILD" --output-on-failure --output-junit "$REPORTS/unit.xml" \
   || status=1
 echo "== end-to-end tests (real kernel, real BPF)"
 EXECMON_BUILD_DIR="$BUILD" python3 -m pytest -v tests/e2e \

@@ -179,7 +179,30 @@ absl::StatusOr<std::unique_ptr<BpfLoader>> BpfLoader::Create(
   return loader;
 }
 
+absl::Status BpfLoader::EnableProgramStats() {
+  if (stats_fd_ >= 0) return absl::OkStatus();
+  int fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+  if (fd < 0) return ErrnoStatus(errno, "--bpf_stats: enabling BPF run-time stats");
+  stats_fd_ = fd;
+  return absl::OkStatus();
+}
+
+std::vector<BpfLoader::ProgramStats> BpfLoader::ReadProgramStats() const {
+  std::vector<ProgramStats> out;
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    int fd = bpf_program__fd(prog);
+    if (fd < 0) continue;
+    bpf_prog_info info{};
+    __u32 len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) continue;
+    out.push_back({bpf_program__name(prog), info.run_time_ns, info.run_cnt});
+  }
+  return out;
+}
+
 BpfLoader::~BpfLoader() {
+  if (stats_fd_ >= 0) close(stats_fd_);
   for (bpf_link* link : links_) bpf_link__destroy(link);
   if (ring_ != nullptr) ring_buffer__free(ring_);
   if (skel_ != nullptr) execmon_bpf__destroy(skel_);

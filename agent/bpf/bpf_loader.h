@@ -109,6 +109,16 @@ class BpfLoader {
   // Kernel-side counters (enum em_stat order), summed over CPUs.
   absl::StatusOr<std::vector<uint64_t>> ReadStats() const;
 
+  // Turns on kernel BPF run-time accounting (BPF_ENABLE_STATS) for as long
+  // as the loader lives.
+  absl::Status EnableProgramStats();
+  struct ProgramStats {
+    std::string name;
+    uint64_t run_time_ns = 0;
+    uint64_t run_count = 0;
+  };
+  std::vector<ProgramStats> ReadProgramStats() const;
+
   // Entries currently in the build-ID cache (walks the map; for metrics).
   absl::StatusOr<uint64_t> CacheEntries() const;
 
@@ -128,6 +138,7 @@ class BpfLoader {
   bool use_task_work_ = false;
   int ncpus_ = 1;
   uint32_t active_gen_ = 0;
+  int stats_fd_ = -1;
   uint32_t max_policy_ids_ = 0;
   // Keys written per generation, to free a generation without a map walk.
   std::vector<std::pair<uint32_t, std::vector<em_policy_key>>> gen_keys_;

@@ -30,7 +30,7 @@ JsonLinesSink::~JsonLinesSink() {
   }
 }
 
-absl::Status JsonLinesSink::Write(absl::string_view /*type*/,
+absl::Status JsonLinesSink::Write(const EventMeta& /*meta*/,
                                   absl::string_view json) {
   if (std::fwrite(json.data(), 1, json.size(), file_) != json.size() ||
       std::fputc('\n', file_) == EOF) {

@@ -18,7 +18,7 @@ class JsonLinesSink : public EventSink {
       const std::string& target);
   ~JsonLinesSink() override;
 
-  absl::Status Write(absl::string_view type, absl::string_view json) override;
+  absl::Status Write(const EventMeta& meta, absl::string_view json) override;
   absl::Status Flush() override;
   absl::string_view name() const override { return name_; }
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-BUILD = Path(os.environ.get("EXECMON_BUILD_DIR", REPO / "build"))
+BUILD = Path(os.environ.get("EXECMON_BUILD_DIR", REPO / "build")).resolve()
 EXECMON = BUILD / "bin" / "execmon"
 BIN = BUILD / "tests" / "e2e" / "bin"
 
