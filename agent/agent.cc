@@ -101,6 +101,18 @@ Agent::Agent(AgentOptions options, std::vector<std::unique_ptr<EventSink>> sinks
       table_(options_.max_processes, options_.boot_id),
       writer_(options_.node) {
   writer_.set_boot_to_real_ns(BootToRealtimeNs());
+  writer_.set_cluster(options_.cluster);
+  auto cgroups = CgroupResolver::Create(options_.max_cgroups);
+  if (cgroups.ok()) {
+    cgroups_ = *std::move(cgroups);
+  } else {
+    LogWarning("container attribution disabled: ", cgroups.status().message());
+  }
+}
+
+const ContainerRef* Agent::ContainerOf(uint64_t cgroup_id) {
+  if (cgroups_ == nullptr || cgroup_id == 0) return nullptr;
+  return &cgroups_->Resolve(cgroup_id).container;
 }
 
 void Agent::Emit(const char* type, const std::string& json) {
@@ -210,8 +222,9 @@ void Agent::HandleExec(ExecEvent e) {
     metrics_->OnExec(e, verdict.decision, verdict.action,
                      verdict.mode ? verdict.mode : "");
   }
+  WorkloadView wl{ContainerOf(e.cgroup_id), nullptr};
   Emit("exec", writer_.Exec(e, self, parent_copy ? &*parent_copy : nullptr,
-                            &verdict));
+                            &verdict, &wl));
 }
 
 void Agent::Sweep() {
@@ -228,7 +241,8 @@ void Agent::Sweep() {
     ++counters_.sweep_events;
     VerdictView v = ViewOf(r->verdict, r->build_id);
     if (metrics_) metrics_->OnSweep(v.action);
-    Emit("sweep", writer_.Sweep(*r, table_.Find(r->pid), v));
+    WorkloadView wl{ContainerOf(r->cgroup_id), nullptr};
+    Emit("sweep", writer_.Sweep(*r, table_.Find(r->pid), v, &wl));
   }
   FlushSinks();
   LogInfo("policy sweep: ", n, " running processes violate the policies");
@@ -359,7 +373,16 @@ void Agent::OnRecord(absl::Span<const uint8_t> data) {
   } else if (auto* x = std::get_if<ExitEvent>(&*rec)) {
     ++counters_.exit_events;
     std::optional<ProcessInfo> info = table_.OnExit(*x);
-    Emit("exit", writer_.Exit(*x, info ? &*info : nullptr));
+    WorkloadView wl{info ? ContainerOf(info->cgroup_id) : nullptr, nullptr};
+    Emit("exit", writer_.Exit(*x, info ? &*info : nullptr, &wl));
+  } else if (auto* c = std::get_if<CgroupEvent>(&*rec)) {
+    if (cgroups_ != nullptr) {
+      if (c->removed) {
+        cgroups_->OnRmdir(c->id);
+      } else {
+        cgroups_->OnMkdir(c->id, std::move(c->path));
+      }
+    }
   } else {
     ++counters_.decode_errors;
     LogError("ring buffer: unexpected iterator record");
@@ -445,7 +468,8 @@ absl::Status Agent::Snapshot() {
       }
     }
     ++counters_.snapshot_events;
-    Emit("snapshot", writer_.Snapshot(t, *self, exe, elf_objects));
+    WorkloadView wl{ContainerOf(t.cgroup_id), nullptr};
+    Emit("snapshot", writer_.Snapshot(t, *self, exe, elf_objects, &wl));
   }
   FlushSinks();
   LogInfo("snapshot: ", tasks.size(), " processes, ", resolved.size(),

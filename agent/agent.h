@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "agent/bpf/bpf_loader.h"
+#include "agent/container/cgroup_resolver.h"
 #include "agent/event/event.h"
 #include "agent/event/json_writer.h"
 #include "agent/metrics/http_server.h"
@@ -32,6 +33,8 @@ struct AgentOptions {
   bool snapshot = true;
   bool emit_snapshot = true;
   std::string policy_dir;  // empty: no policies
+  std::string cluster;     // reported as "cluster" when set
+  size_t max_cgroups = 65536;
   absl::Duration reload_debounce = absl::Milliseconds(200);
   absl::Duration sink_close_deadline = absl::Seconds(10);
   std::string metrics_address;  // empty: no metrics/health server
@@ -116,6 +119,9 @@ class Agent {
   HealthState health_;
   std::unique_ptr<HttpServer> http_;
   absl::Time last_cache_walk_ = absl::InfinitePast();
+  std::unique_ptr<CgroupResolver> cgroups_;
+  // Container of a cgroup (null when unknown or no resolver).
+  const ContainerRef* ContainerOf(uint64_t cgroup_id);
 };
 
 // CLOCK_REALTIME - CLOCK_BOOTTIME now.

@@ -64,6 +64,8 @@ ABSL_FLAG(std::string, policies, "",
           "reloaded on change. Empty: no policies (verdicts allow/unknown).");
 ABSL_FLAG(uint32_t, max_policy_ids, 262144,
           "Distinct build IDs the loaded policies may name.");
+ABSL_FLAG(std::string, cluster, "",
+          "Cluster name reported in events as \"cluster\" (omitted when empty).");
 ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9470",
           "HOST:PORT serving Prometheus /metrics and the /healthz and "
           "/readyz probes. Empty: disabled.");
@@ -71,6 +73,36 @@ ABSL_FLAG(bool, bpf_stats, false,
           "Enable kernel BPF run-time statistics (BPF_ENABLE_STATS) and export "
           "per-program run time and count. Costs a few ns per program run.");
 // --- Kafka sink flags (agent/sink/kafka_sink.h) ---
+// Included here to keep the Kafka additions within these markers; it may move
+// up to the other includes.
+#include "agent/sink/kafka_sink.h"  // NOLINT(build/include_order)
+ABSL_FLAG(std::string, kafka_brokers, "",
+          "Kafka bootstrap brokers, HOST:PORT,... Empty: no Kafka export. "
+          "Kafka is an additional sink: --output stays active (docs/kafka.md).");
+ABSL_FLAG(std::string, kafka_topic, "execmon.events",
+          "Kafka topic the events go to (see --kafka_topic_by_type).");
+ABSL_FLAG(bool, kafka_topic_by_type, false,
+          "Send each event to <kafka_topic>.<type> (execmon.events.exec, "
+          ".exit, .snapshot, .sweep) instead of one topic.");
+ABSL_FLAG(execmon::KafkaPropertyList, kafka_property,
+          execmon::KafkaPropertyList{},
+          "librdkafka property key=value, applied after (overriding) "
+          "execmon's defaults: security.protocol, sasl.*, ssl.*... Repeat "
+          "the flag, or separate several with commas.");
+ABSL_FLAG(std::string, kafka_key, "node",
+          "Kafka message key: node, pod_uid (the node while the pod is "
+          "unknown) or none.");
+ABSL_FLAG(uint64_t, kafka_queue_max_events, 100000,
+          "Events buffered for Kafka at most (queued or in flight); beyond "
+          "it events are dropped and counted (queue_full).");
+ABSL_FLAG(uint64_t, kafka_queue_max_bytes, 268435456,
+          "Bytes of events buffered for Kafka at most (rounded up to KiB).");
+ABSL_FLAG(absl::Duration, kafka_queue_max_age, absl::Minutes(5),
+          "An event not delivered to Kafka within this time is dropped and "
+          "counted (timeout).");
+ABSL_FLAG(absl::Duration, kafka_flush_timeout, absl::Seconds(10),
+          "At shutdown, how long to wait for queued events to be delivered; "
+          "what is left is dropped and counted (shutdown).");
 // --- end of Kafka sink flags ---
 // `execmon policy ...`
 ABSL_FLAG(std::string, format, "text", "policy lint/test output: text or json.");
@@ -284,8 +316,32 @@ absl::Status CmdRun() {
   opts.snapshot = absl::GetFlag(FLAGS_snapshot);
   opts.policy_dir = absl::GetFlag(FLAGS_policies);
   opts.metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  opts.cluster = absl::GetFlag(FLAGS_cluster);
   opts.bpf_stats = absl::GetFlag(FLAGS_bpf_stats);
   // --- Kafka sink construction ---
+  if (!absl::GetFlag(FLAGS_kafka_brokers).empty()) {
+    execmon::KafkaOptions kafka;
+    kafka.brokers = absl::GetFlag(FLAGS_kafka_brokers);
+    kafka.topic = absl::GetFlag(FLAGS_kafka_topic);
+    kafka.topic_by_type = absl::GetFlag(FLAGS_kafka_topic_by_type);
+    auto key = execmon::ParseKafkaKey(absl::GetFlag(FLAGS_kafka_key));
+    if (!key.ok()) return key.status();
+    kafka.key = *key;
+    auto props =
+        execmon::ParseKafkaProperties(absl::GetFlag(FLAGS_kafka_property).items);
+    if (!props.ok()) return props.status();
+    kafka.properties = *std::move(props);
+    kafka.queue_max_events = absl::GetFlag(FLAGS_kafka_queue_max_events);
+    kafka.queue_max_bytes = absl::GetFlag(FLAGS_kafka_queue_max_bytes);
+    kafka.queue_max_age = absl::GetFlag(FLAGS_kafka_queue_max_age);
+    kafka.flush_timeout = absl::GetFlag(FLAGS_kafka_flush_timeout);
+    // The sinks' shutdown deadline is Kafka's flush timeout (the other
+    // sinks do not wait).
+    opts.sink_close_deadline = kafka.flush_timeout;
+    auto kafka_sink = execmon::KafkaSink::Create(kafka);
+    if (!kafka_sink.ok()) return kafka_sink.status();
+    sinks.push_back(*std::move(kafka_sink));
+  }
   // --- end of Kafka sink construction ---
   execmon::Agent agent(opts, std::move(sinks));
 

@@ -16,6 +16,7 @@
 #include <bpf/bpf_core_read.h>
 #include "execmon_abi.h"
 #include "elf_rules.h"
+#include "core_fixes.bpf.h"
 
 /* Set by the agent before load: the kernel's page size. */
 const volatile __u32 em_page_shift = 12;
@@ -277,9 +278,10 @@ struct em_vma_info {
 	__u64 vm_start;
 	__u64 vm_end;
 	__u64 pgoff;
-	__u64 ino;
+	__u64 ino; /* 0: anonymous mapping */
+	__u64 user_ino; /* overlayfs: the exec'd (upper) file's inode */
 	__u32 dev;
-	__u32 has_file;
+	__u32 user_dev;
 };
 
 static long em_vma_cb(struct task_struct *task, struct vm_area_struct *vma,
@@ -292,9 +294,14 @@ static long em_vma_cb(struct task_struct *task, struct vm_area_struct *vma,
 	v->vm_end = vma->vm_end;
 	v->pgoff = vma->vm_pgoff;
 	if (f) {
-		v->has_file = 1;
+		struct inode *user = em_backing_user_inode(f);
+
 		v->ino = BPF_CORE_READ(f, f_inode, i_ino);
 		v->dev = BPF_CORE_READ(f, f_inode, i_sb, s_dev);
+		if (user) {
+			v->user_ino = BPF_CORE_READ(user, i_ino);
+			v->user_dev = BPF_CORE_READ(user, i_sb, s_dev);
+		}
 	}
 	return 0;
 }
@@ -351,11 +358,12 @@ static __always_inline void em_read_exe_build_id(struct task_struct *task,
 		out->error = EM_BID_ERR_NO_AUXV;
 		return;
 	}
-	if (bpf_find_vma(task, w.phdr, em_vma_cb, &v, 0) || !v.has_file) {
+	if (bpf_find_vma(task, w.phdr, em_vma_cb, &v, 0) || !v.ino) {
 		out->error = EM_BID_ERR_NO_MAPPING;
 		return;
 	}
-	if (v.ino != exe->ino || v.dev != exe->dev) {
+	if ((v.ino != exe->ino || v.dev != exe->dev) &&
+	    (v.user_ino != exe->ino || v.user_dev != exe->dev)) {
 		out->error = EM_BID_ERR_MISMATCH;
 		return;
 	}

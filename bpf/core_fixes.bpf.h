@@ -61,4 +61,20 @@ static __always_inline struct kernfs_node *em_kn_parent(struct kernfs_node *kn)
 	return BPF_CORE_READ((struct kernfs_node___old *)kn, parent);
 }
 
+/*
+ * overlayfs (container root filesystems) maps the real, lower file: since
+ * "fs: prepare for stackable filesystems backing file helpers" (v6.7) the
+ * VMA's file is a struct backing_file whose user_path is the overlay file
+ * the process exec'd. FMODE_BACKING is a macro (not in BTF), so callers
+ * use this only after the VMA's own inode failed to match, and compare the
+ * result against the exec'd inode: reading a plain struct file this way is
+ * a safe probe read whose result cannot match.
+ */
+static __always_inline struct inode *em_backing_user_inode(struct file *f)
+{
+	if (!bpf_core_type_exists(struct backing_file))
+		return NULL;
+	return BPF_CORE_READ((struct backing_file *)f, user_path.dentry, d_inode);
+}
+
 #endif /* EXECMON_CORE_FIXES_BPF_H */

@@ -118,6 +118,7 @@ struct {
 struct em_snap_scratch {
 	struct em_snap_object object;
 	struct em_snap_task task;
+	struct em_resolved resolved;
 };
 
 struct {
@@ -592,7 +593,8 @@ int em_snap_vmas(struct bpf_iter__task_vma *ctx)
 	rec->vm_start = vma->vm_start;
 	rec->vm_size = vma->vm_end - vma->vm_start;
 	exe = BPF_CORE_READ(task, mm, exe_file);
-	rec->is_exe = exe && BPF_CORE_READ(exe, f_inode) == inode;
+	rec->is_exe = exe && (BPF_CORE_READ(exe, f_inode) == inode ||
+			      BPF_CORE_READ(exe, f_inode) == em_backing_user_inode(file));
 	em_file_key_of(inode, &rec->file);
 	hit = bpf_map_lookup_elem(&em_bid_cache, &rec->file);
 	if (hit) {
@@ -622,32 +624,39 @@ struct em_resolve_walk {
 static long em_resolve_step(__u32 i, void *arg)
 {
 	struct em_resolve_walk *w = arg;
-	struct em_resolved rec = {};
-	__u32 idx = i & (EM_RESOLVE_MAX - 1);
+	struct em_snap_scratch *scratch;
+	struct em_resolved *rec;
+	__u32 idx = i & (EM_RESOLVE_MAX - 1), z = 0;
 
 	if (i >= w->n || i >= EM_RESOLVE_MAX)
 		return 1;
-	rec.hdr.type = EM_EV_RESOLVED;
-	rec.hdr.abi = EM_ABI_VERSION;
-	rec.hdr.size = sizeof(rec);
-	rec.pid = em_req.pid;
-	rec.index = i;
-	rec.file = em_req.keys[idx];
+	/* Off the stack: the ELF walk below needs most of the 512 bytes. */
+	scratch = bpf_map_lookup_elem(&em_snap_scratch, &z);
+	if (!scratch)
+		return 1;
+	rec = &scratch->resolved;
+	__builtin_memset(rec, 0, sizeof(*rec));
+	rec->hdr.type = EM_EV_RESOLVED;
+	rec->hdr.abi = EM_ABI_VERSION;
+	rec->hdr.size = sizeof(*rec);
+	rec->pid = em_req.pid;
+	rec->index = i;
+	rec->file = em_req.keys[idx];
 	if (em_req.addrs[idx] == EM_RESOLVE_EXE)
-		em_read_exe_build_id(w->task, &rec.file, &rec.bid);
+		em_read_exe_build_id(w->task, &rec->file, &rec->bid);
 	else
 		em_read_build_id(w->task, em_req.addrs[idx], em_req.sizes[idx],
-				 &rec.bid);
-	rec.bid.source = w->source;
-	rec.hdr.ktime_ns = bpf_ktime_get_boot_ns();
-	em_cache_fill(&rec.file, &rec.bid);
-	rec.verdict.policy = EM_POLICY_NONE;
+				 &rec->bid);
+	rec->bid.source = w->source;
+	rec->hdr.ktime_ns = bpf_ktime_get_boot_ns();
+	em_cache_fill(&rec->file, &rec->bid);
+	rec->verdict.policy = EM_POLICY_NONE;
 	/* A late exec resolution (no task_work): judge now, the program is
 	 * already running. Snapshot objects are judged by the sweep. */
 	if (em_req.addrs[idx] == EM_RESOLVE_EXE && w->source == EM_BID_SRC_ITERATOR)
-		em_enforce(w->task, &rec.bid, &rec.verdict, false);
+		em_enforce(w->task, &rec->bid, &rec->verdict, false);
 	em_count(EM_STAT_ITER_RESOLVED);
-	bpf_seq_write(w->seq, &rec, sizeof(rec));
+	bpf_seq_write(w->seq, rec, sizeof(*rec));
 	return 0;
 }
 
@@ -718,4 +727,48 @@ int em_sweep(struct bpf_iter__task *ctx)
 	BPF_CORE_READ_INTO(&rec.comm, task, comm);
 	bpf_seq_write(ctx->meta->seq, &rec, sizeof(rec));
 	return 0;
+}
+
+/*
+ * cgroup v2 directories as they come and go (hierarchy 0 is the default,
+ * v2, hierarchy; v1 controllers' mkdirs are ignored).
+ */
+static __always_inline int em_cgroup_event(struct cgroup *cgrp, const char *path,
+					   __u16 type)
+{
+	struct em_cgroup_event *e;
+	long n;
+
+	if (BPF_CORE_READ(cgrp, root, hierarchy_id) != 0)
+		return 0;
+	e = bpf_ringbuf_reserve(&em_events, sizeof(*e), 0);
+	if (!e) {
+		em_count(EM_STAT_RB_DROP_CGROUP);
+		return 0;
+	}
+	e->hdr.type = type;
+	e->hdr.abi = EM_ABI_VERSION;
+	e->hdr.size = sizeof(*e);
+	e->hdr.ktime_ns = bpf_ktime_get_boot_ns();
+	e->id = BPF_CORE_READ(cgrp, kn, id);
+	e->path_len = 0;
+	e->pad = 0;
+	if (type == EM_EV_CGROUP_MKDIR) {
+		n = bpf_probe_read_kernel_str(e->path, sizeof(e->path), path);
+		e->path_len = n > 0 ? n - 1 : 0;
+	}
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tp_btf/cgroup_mkdir")
+int BPF_PROG(em_cgroup_mkdir, struct cgroup *cgrp, const char *path)
+{
+	return em_cgroup_event(cgrp, path, EM_EV_CGROUP_MKDIR);
+}
+
+SEC("tp_btf/cgroup_rmdir")
+int BPF_PROG(em_cgroup_rmdir, struct cgroup *cgrp, const char *path)
+{
+	return em_cgroup_event(cgrp, path, EM_EV_CGROUP_RMDIR);
 }

@@ -12,7 +12,7 @@
 #include <linux/types.h>
 #endif
 
-#define EM_ABI_VERSION 2
+#define EM_ABI_VERSION 3
 
 #define EM_COMM_LEN 16
 #define EM_PATH_MAX 512 /* filename, binary, cwd: bytes incl. NUL */
@@ -28,6 +28,8 @@ enum em_event_type {
 	EM_EV_SNAP_TASK = 5, /* iterator: one running process */
 	EM_EV_RESOLVED = 6, /* iterator: late build-ID resolution */
 	EM_EV_SWEEP = 7, /* iterator: running process violating policy */
+	EM_EV_CGROUP_MKDIR = 8, /* a cgroup v2 directory was created */
+	EM_EV_CGROUP_RMDIR = 9, /* ... removed */
 };
 
 /* Where a build ID came from. */
@@ -83,6 +85,7 @@ enum em_stat {
 	EM_STAT_KILL, /* SIGKILLs sent */
 	EM_STAT_KILL_FAILED, /* SIGKILL could not be sent */
 	EM_STAT_SWEEP_VIOLATIONS,
+	EM_STAT_RB_DROP_CGROUP, /* ring buffer full: cgroup record lost */
 	EM_STAT_MAX,
 };
 
@@ -323,6 +326,20 @@ struct em_sweep {
 	struct em_build_id bid;
 	struct em_verdict verdict;
 	char comm[EM_COMM_LEN];
+};
+
+/*
+ * cgroup v2 lifecycle, so the agent knows every cgroup's path by its id
+ * before any exec in it is reported (the mkdir record is written before a
+ * task can join the cgroup), even when the cgroup is gone by the time the
+ * agent looks.
+ */
+struct em_cgroup_event {
+	struct em_header hdr;
+	__u64 id; /* kernfs id = bpf_get_current_cgroup_id() of its members */
+	__u32 path_len; /* 0 for rmdir */
+	__u32 pad;
+	char path[EM_PATH_MAX]; /* relative to the cgroup v2 root */
 };
 
 #endif /* EXECMON_ABI_H */

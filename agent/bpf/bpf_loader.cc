@@ -209,8 +209,10 @@ BpfLoader::~BpfLoader() {
 }
 
 absl::Status BpfLoader::Attach() {
+  // cgroup records first: a container's cgroup is known before its execs.
   for (bpf_program* prog :
-       {skel_->progs.em_exec, skel_->progs.em_fork, skel_->progs.em_exit}) {
+       {skel_->progs.em_cgroup_mkdir, skel_->progs.em_cgroup_rmdir,
+        skel_->progs.em_exec, skel_->progs.em_fork, skel_->progs.em_exit}) {
     bpf_link* link = bpf_program__attach(prog);
     if (link == nullptr) {
       return ErrnoStatus(errno, absl::StrCat("attaching ", bpf_program__name(prog)));

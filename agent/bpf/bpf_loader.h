@@ -70,7 +70,7 @@ class BpfLoader {
   BpfLoader(const BpfLoader&) = delete;
   BpfLoader& operator=(const BpfLoader&) = delete;
 
-  // Attaches the exec, fork and exit programs.
+  // Attaches the cgroup, exec, fork and exit programs.
   absl::Status Attach();
   // Detaches them (no new records); the ring buffer can still be drained.
   void Detach();

@@ -43,6 +43,8 @@ static_assert(sizeof(em_policy_key) == 28);
 static_assert(sizeof(em_policy_val) == 16);
 static_assert(sizeof(em_policy_meta) == 56);
 static_assert(sizeof(em_scope_key) == 16);
+static_assert(offsetof(em_cgroup_event, path) == 32);
+static_assert(sizeof(em_cgroup_event) == 32 + EM_PATH_MAX);
 static_assert(sizeof(em_resolve_req) == 8 + EM_RESOLVE_MAX * (8 + 8 + 40));
 
 namespace {
@@ -305,6 +307,19 @@ absl::StatusOr<KernelRecord> DecodeRecord(absl::Span<const uint8_t> data) {
       return DecodeResolved(data);
     case EM_EV_SWEEP:
       return DecodeSweep(data);
+    case EM_EV_CGROUP_MKDIR:
+    case EM_EV_CGROUP_RMDIR: {
+      auto p = As<em_cgroup_event>(data, "cgroup");
+      if (!p.ok()) return p.status();
+      CgroupEvent out;
+      out.ktime_ns = (*p)->hdr.ktime_ns;
+      out.id = (*p)->id;
+      out.removed = h.type == EM_EV_CGROUP_RMDIR;
+      auto path = Field((*p)->path, (*p)->path_len, EM_PATH_MAX - 1, "cgroup path");
+      if (!path.ok()) return path.status();
+      out.path = *std::move(path);
+      return out;
+    }
   }
   return absl::InvalidArgumentError(absl::StrCat("unknown record type ", h.type));
 }

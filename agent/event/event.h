@@ -160,8 +160,16 @@ struct SweepRecord {
   std::string comm;
 };
 
+// A cgroup v2 directory created (with its path) or removed.
+struct CgroupEvent {
+  uint64_t ktime_ns = 0;
+  uint64_t id = 0;
+  bool removed = false;
+  std::string path;  // relative to the cgroup v2 root; empty for rmdir
+};
+
 using KernelRecord = std::variant<ExecEvent, ForkEvent, ExitEvent, SnapObject,
-                                  SnapTask, Resolved, SweepRecord>;
+                                  SnapTask, Resolved, SweepRecord, CgroupEvent>;
 
 // Splits a NUL-separated argv block; a trailing partial arg is kept.
 std::vector<std::string> SplitArgs(const char* data, size_t len);

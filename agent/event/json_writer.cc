@@ -128,11 +128,12 @@ void Args(Writer& w, const std::vector<std::string>& args) {
 }
 
 void Header(Writer& w, const char* type, const std::string& time,
-            const std::string& node) {
+            const std::string& node, const std::string& cluster) {
   U64(w, "schema", kSchemaVersion);
   Str(w, "type", type);
   Str(w, "time", time);
   Str(w, "node", node);
+  if (!cluster.empty()) Str(w, "cluster", cluster);
 }
 
 void ParentObject(Writer& w, const ProcessInfo* parent) {
@@ -148,6 +149,54 @@ void ParentObject(Writer& w, const ProcessInfo* parent) {
     w.String(hex.data(), static_cast<rapidjson::SizeType>(hex.size()));
   } else {
     w.Null();
+  }
+  w.EndObject();
+}
+
+void Pairs(Writer& w, const char* key,
+           const std::vector<std::pair<std::string, std::string>>& kv) {
+  Key(w, key);
+  w.StartObject();
+  for (const auto& [k, v] : kv) {
+    w.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
+    Utf8String(w, v);
+  }
+  w.EndObject();
+}
+
+// "container" and "pod", present only for processes in a container. The
+// pod object always has its uid (from the cgroup path); the rest comes
+// from the Kubernetes API, and "enriched" says whether it did.
+void WorkloadObjects(Writer& w, const WorkloadView* wl) {
+  if (wl == nullptr || wl->container == nullptr || !wl->container->in_container()) {
+    return;
+  }
+  const ContainerRef& c = *wl->container;
+  const PodMeta* pod = wl->pod;
+  Key(w, "container");
+  w.StartObject();
+  Str(w, "id", c.container_id);
+  Str(w, "runtime", c.runtime);
+  if (pod != nullptr && pod->enriched) {
+    Str(w, "name", pod->container_name);
+    Str(w, "image", pod->image);
+    Str(w, "image_id", pod->image_id);
+  }
+  w.EndObject();
+  if (c.pod_uid.empty()) return;
+  Key(w, "pod");
+  w.StartObject();
+  Str(w, "uid", c.pod_uid);
+  Str(w, "qos", c.qos);
+  bool enriched = pod != nullptr && pod->enriched;
+  Bool(w, "enriched", enriched);
+  if (enriched) {
+    Str(w, "namespace", pod->namespace_name);
+    Str(w, "name", pod->name);
+    Pairs(w, "labels", pod->labels);
+    Str(w, "workload", pod->workload);
+    Str(w, "workload_kind", pod->workload_kind);
+    if (!pod->annotations.empty()) Pairs(w, "annotations", pod->annotations);
   }
   w.EndObject();
 }
@@ -189,11 +238,12 @@ std::string JsonWriter::WallTime(uint64_t boot_ns) const {
 
 std::string JsonWriter::Exec(const ExecEvent& e, const ProcessInfo& self,
                              const ProcessInfo* parent,
-                             const VerdictView* verdict) const {
+                             const VerdictView* verdict,
+                             const WorkloadView* workload) const {
   rapidjson::StringBuffer sb;
   Writer w(sb);
   w.StartObject();
-  Header(w, "exec", WallTime(e.ktime_ns), node_);
+  Header(w, "exec", WallTime(e.ktime_ns), node_, cluster_);
   Key(w, "process");
   w.StartObject();
   U64(w, "pid", e.pid);
@@ -256,17 +306,19 @@ std::string JsonWriter::Exec(const ExecEvent& e, const ProcessInfo& self,
   }
   w.EndObject();
   ParentObject(w, parent);
+  WorkloadObjects(w, workload);
   if (verdict != nullptr) VerdictObject(w, *verdict);
   w.EndObject();
   return std::string(sb.GetString(), sb.GetSize());
 }
 
 std::string JsonWriter::Sweep(const SweepRecord& r, const ProcessInfo* self,
-                              const VerdictView& verdict) const {
+                              const VerdictView& verdict,
+                              const WorkloadView* workload) const {
   rapidjson::StringBuffer sb;
   Writer w(sb);
   w.StartObject();
-  Header(w, "sweep", WallTime(r.ktime_ns), node_);
+  Header(w, "sweep", WallTime(r.ktime_ns), node_, cluster_);
   Key(w, "process");
   w.StartObject();
   U64(w, "pid", r.pid);
@@ -281,16 +333,18 @@ std::string JsonWriter::Sweep(const SweepRecord& r, const ProcessInfo* self,
   FileFields(w, r.exe, nullptr);
   BuildIdFields(w, r.build_id);
   w.EndObject();
+  WorkloadObjects(w, workload);
   VerdictObject(w, verdict);
   w.EndObject();
   return std::string(sb.GetString(), sb.GetSize());
 }
 
-std::string JsonWriter::Exit(const ExitEvent& e, const ProcessInfo* self) const {
+std::string JsonWriter::Exit(const ExitEvent& e, const ProcessInfo* self,
+                             const WorkloadView* workload) const {
   rapidjson::StringBuffer sb;
   Writer w(sb);
   w.StartObject();
-  Header(w, "exit", WallTime(e.ktime_ns), node_);
+  Header(w, "exit", WallTime(e.ktime_ns), node_, cluster_);
   Key(w, "process");
   w.StartObject();
   U64(w, "pid", e.pid);
@@ -319,17 +373,19 @@ std::string JsonWriter::Exit(const ExitEvent& e, const ProcessInfo* self) const 
   }
   U64(w, "lifetime_ns", e.ktime_ns > e.start_ns ? e.ktime_ns - e.start_ns : 0);
   w.EndObject();
+  WorkloadObjects(w, workload);
   w.EndObject();
   return std::string(sb.GetString(), sb.GetSize());
 }
 
 std::string JsonWriter::Snapshot(
     const SnapTask& t, const ProcessInfo& self, const SnapObject* exe,
-    const std::vector<const SnapObject*>& objects) const {
+    const std::vector<const SnapObject*>& objects,
+    const WorkloadView* workload) const {
   rapidjson::StringBuffer sb;
   Writer w(sb);
   w.StartObject();
-  Header(w, "snapshot", WallTime(t.ktime_ns), node_);
+  Header(w, "snapshot", WallTime(t.ktime_ns), node_, cluster_);
   Key(w, "process");
   w.StartObject();
   U64(w, "pid", t.pid);
@@ -376,6 +432,7 @@ std::string JsonWriter::Snapshot(
   }
   w.EndArray();
   w.EndObject();
+  WorkloadObjects(w, workload);
   w.EndObject();
   return std::string(sb.GetString(), sb.GetSize());
 }

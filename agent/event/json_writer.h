@@ -7,12 +7,21 @@
 #include <string>
 #include <vector>
 
+#include "agent/container/cgroup_path.h"
+#include "agent/container/pod_meta.h"
 #include "agent/event/event.h"
 #include "agent/process/process_table.h"
 
 namespace execmon {
 
 inline constexpr int kSchemaVersion = 1;
+
+// Where a process runs, as events show it ("container" and "pod").
+struct WorkloadView {
+  const ContainerRef* container = nullptr;  // null or !in_container(): host
+  // Pod metadata from the Kubernetes API, when known.
+  const PodMeta* pod = nullptr;
+};
 
 // A verdict as events show it ("verdict" object, docs/events.md).
 struct VerdictView {
@@ -34,20 +43,26 @@ class JsonWriter {
 
   std::string Exec(const ExecEvent& e, const ProcessInfo& self,
                    const ProcessInfo* parent,
-                   const VerdictView* verdict = nullptr) const;
+                   const VerdictView* verdict = nullptr,
+                   const WorkloadView* workload = nullptr) const;
   // A running process the policy sweep found violating (type "sweep").
   std::string Sweep(const SweepRecord& r, const ProcessInfo* self,
-                    const VerdictView& verdict) const;
-  std::string Exit(const ExitEvent& e, const ProcessInfo* self) const;
+                    const VerdictView& verdict,
+                    const WorkloadView* workload = nullptr) const;
+  void set_cluster(std::string cluster) { cluster_ = std::move(cluster); }
+  std::string Exit(const ExitEvent& e, const ProcessInfo* self,
+                   const WorkloadView* workload = nullptr) const;
   std::string Snapshot(const SnapTask& t, const ProcessInfo& self,
                        const SnapObject* exe,
-                       const std::vector<const SnapObject*>& objects) const;
+                       const std::vector<const SnapObject*>& objects,
+                       const WorkloadView* workload = nullptr) const;
 
   // RFC 3339 UTC with nanoseconds, from a boot-clock time.
   std::string WallTime(uint64_t boot_ns) const;
 
  private:
   std::string node_;
+  std::string cluster_;
   int64_t boot_to_real_ns_ = 0;
 };
 
