@@ -319,11 +319,13 @@ TEST(SelectorMatchesTest, Namespaces) {
 TEST(SelectorMatchesTest, MatchLabelsNeedsEveryLabel) {
   Selector s;
   s.match_labels = {{"app", "web"}, {"tier", "front"}};
-  EXPECT_TRUE(SelectorMatches(s, Pod("x", {{"app", "web"}, {"tier", "front"}})));
+  EXPECT_TRUE(
+      SelectorMatches(s, Pod("x", {{"app", "web"}, {"tier", "front"}})));
   EXPECT_TRUE(SelectorMatches(
       s, Pod("x", {{"app", "web"}, {"tier", "front"}, {"extra", "1"}})));
   EXPECT_FALSE(SelectorMatches(s, Pod("x", {{"app", "web"}})));
-  EXPECT_FALSE(SelectorMatches(s, Pod("x", {{"app", "web"}, {"tier", "back"}})));
+  EXPECT_FALSE(
+      SelectorMatches(s, Pod("x", {{"app", "web"}, {"tier", "back"}})));
   EXPECT_FALSE(SelectorMatches(s, Pod("x")));
   Selector empty_value;
   empty_value.match_labels = {{"flag", ""}};
@@ -342,7 +344,8 @@ LabelRequirement Req(absl::string_view key, LabelRequirement::Op op,
 
 TEST(SelectorMatchesTest, MatchExpressionIn) {
   Selector s;
-  s.match_expressions = {Req("tier", LabelRequirement::Op::kIn, {"front", "edge"})};
+  s.match_expressions = {
+      Req("tier", LabelRequirement::Op::kIn, {"front", "edge"})};
   EXPECT_TRUE(SelectorMatches(s, Pod("x", {{"tier", "front"}})));
   EXPECT_TRUE(SelectorMatches(s, Pod("x", {{"tier", "edge"}})));
   EXPECT_FALSE(SelectorMatches(s, Pod("x", {{"tier", "back"}})));
@@ -351,7 +354,8 @@ TEST(SelectorMatchesTest, MatchExpressionIn) {
 
 TEST(SelectorMatchesTest, MatchExpressionNotIn) {
   Selector s;
-  s.match_expressions = {Req("env", LabelRequirement::Op::kNotIn, {"dev", "test"})};
+  s.match_expressions = {
+      Req("env", LabelRequirement::Op::kNotIn, {"dev", "test"})};
   EXPECT_TRUE(SelectorMatches(s, Pod("x", {{"env", "prod"}})));
   EXPECT_TRUE(SelectorMatches(s, Pod("x")));  // no label: not in the set
   EXPECT_FALSE(SelectorMatches(s, Pod("x", {{"env", "dev"}})));
@@ -365,7 +369,8 @@ TEST(SelectorMatchesTest, MatchExpressionExistsAndDoesNotExist) {
   EXPECT_TRUE(SelectorMatches(exists, Pod("x", {{"canary", "yes"}})));
   EXPECT_FALSE(SelectorMatches(exists, Pod("x", {{"other", "1"}})));
   Selector absent;
-  absent.match_expressions = {Req("legacy", LabelRequirement::Op::kDoesNotExist)};
+  absent.match_expressions = {
+      Req("legacy", LabelRequirement::Op::kDoesNotExist)};
   EXPECT_TRUE(SelectorMatches(absent, Pod("x")));
   EXPECT_TRUE(SelectorMatches(absent, Pod("x", {{"other", "1"}})));
   EXPECT_FALSE(SelectorMatches(absent, Pod("x", {{"legacy", "1"}})));
@@ -412,7 +417,8 @@ TEST(SelectorMatchesTest, EverythingCombined) {
 // never match a host process: it has no pod.
 TEST(SelectorMatchesTest, HostProcessesNeverMatchPodSelectors) {
   Selector not_in;
-  not_in.match_expressions = {Req("env", LabelRequirement::Op::kNotIn, {"dev"})};
+  not_in.match_expressions = {
+      Req("env", LabelRequirement::Op::kNotIn, {"dev"})};
   EXPECT_FALSE(SelectorMatches(not_in, Host()));
   EXPECT_TRUE(SelectorMatches(not_in, Pod("x")));
   Selector absent;
@@ -452,10 +458,12 @@ TEST(RuleForTest, KernelDecisions) {
   Allow(p, kBash, "distro");
   EXPECT_EQ(RuleFor(p, kCurl, Decision::kDeny), "deny: CVE");
   EXPECT_EQ(RuleFor(p, kOther, Decision::kDeny), "deny");
-  EXPECT_EQ(RuleFor(p, std::string("\x42"), Decision::kDeny), "allow: not listed");
+  EXPECT_EQ(RuleFor(p, std::string("\x42"), Decision::kDeny),
+            "allow: not listed");
   EXPECT_EQ(RuleFor(p, kBash, Decision::kAllow), "allow: distro");
   EXPECT_EQ(RuleFor(p, absl::nullopt, Decision::kDeny), "unknownBuildId: deny");
-  EXPECT_EQ(RuleFor(p, absl::nullopt, Decision::kUnknown), "unknownBuildId: allow");
+  EXPECT_EQ(RuleFor(p, absl::nullopt, Decision::kUnknown),
+            "unknownBuildId: allow");
 }
 
 // Parsed policies, evaluated: the sorted order is the precedence order for
@@ -465,7 +473,8 @@ TEST(EvaluateTest, ParsedPolicies) {
   ParsePolicyText(
       "apiVersion: execmon.io/v1alpha1\nkind: ExecPolicy\n"
       "metadata: {name: z-kill-curl}\n"
-      "spec: {mode: enforce, action: kill, deny: [{buildId: ABCD01, note: CVE}],"
+      "spec: {mode: enforce, action: kill,"
+      " deny: [{buildId: ABCD01, note: CVE}],"
       " selector: {namespaces: [prod]}}\n"
       "---\n"
       "apiVersion: execmon.io/v1alpha1\nkind: ExecPolicy\n"
