@@ -330,6 +330,7 @@ void Agent::UpdateMetrics(const std::vector<uint64_t>* kernel_stats) {
         metrics_->SetSinkDropped(sink->name(), reason, n);
       }
     }
+    metrics_->SetSinkUp(sink->name(), sink->Healthy());
     if (!sink->Healthy()) {
       healthy = false;
       absl::StrAppend(&detail, detail.empty() ? "" : ",", sink->name(), " down");
@@ -520,6 +521,9 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
   metrics_ = std::make_unique<Metrics>(BuildInfo{
       EXECMON_VERSION, loader_->features().release,
       loader_->uses_task_work() ? "task_work" : "iterator"});
+  for (const auto& sink : sinks_) {
+    metrics_->AddSink(sink->name(), sink->Stats().reports_delivery);
+  }
   if (!options_.metrics_address.empty()) {
     auto http = HttpServer::Start(options_.metrics_address, metrics_->registry(),
                                   &health_);

@@ -17,5 +17,14 @@ echo "== end-to-end tests (real kernel, real BPF)"
 EXECMON_BUILD_DIR="$BUILD" python3 -m pytest -v tests/e2e \
   --junitxml="$REPORTS/e2e.xml" -p no:cacheprovider || status=1
 
+echo "== fuzzing the policy parser (libFuzzer, ${FUZZ_SECONDS:=60} s)"
+fuzz_failure=""
+if ! FUZZ_BUILD="$BUILD/fuzz" FUZZ_SECONDS="$FUZZ_SECONDS" bash tests/fuzz/run_fuzz.sh; then
+  fuzz_failure='<failure message="policy_fuzzer found a crash, leak or timeout (see the log above)"/>'
+  status=1
+fi
+printf '<testsuite name="fuzz"><testcase classname="fuzz" name="policy_fuzzer_%ss">%s</testcase></testsuite>\n' \
+  "$FUZZ_SECONDS" "$fuzz_failure" > "$REPORTS/fuzz.xml"
+
 python3 scripts/test_summary.py "$REPORTS"/*.xml || status=1
 exit $status

@@ -20,8 +20,8 @@ void AdvanceTo(Counter& c, double total) {
 // Exec-to-build-ID latencies: a cache hit is 0, a task_work read a few
 // microseconds, an iterator resolution up to milliseconds.
 const prometheus::Histogram::BucketBoundaries kResolutionBuckets = {
-    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4,
-    5e-4, 1e-3,   2.5e-3, 1e-2, 0.1};
+    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4,
+    1e-3, 2.5e-3, 1e-2, 0.1,  0.5,    1,    5};
 
 struct KernelCounter {
   int stat;
@@ -115,6 +115,11 @@ Metrics::Metrics(const BuildInfo& info)
                        .Name("execmon_sink_dropped_total")
                        .Help("Events a sink dropped, by reason")
                        .Register(r);
+  sink_up_ = &BuildGauge()
+                  .Name("execmon_sink_up")
+                  .Help("1 when a sink can deliver (Kafka: a broker is "
+                        "reachable), else 0")
+                  .Register(r);
   auto& cache = BuildCounter()
                     .Name("execmon_build_id_cache_total")
                     .Help("Build-ID cache lookups at exec, by result, and evictions")
@@ -178,6 +183,33 @@ Metrics::Metrics(const BuildInfo& info)
     ringbuf_drops_->Add({{"record", rec}});
   }
   for (const KernelCounter& k : kKernelCounters) kernel_->Add({{"event", k.name}});
+  // Verdicts that can happen, so the first deny or kill is an increase
+  // from 0 rather than a new series (which increase() cannot see).
+  for (const char* mode : {"audit", "enforce"}) {
+    verdicts_->Add({{"decision", "deny"}, {"action", "alert"}, {"mode", mode}});
+    verdicts_->Add({{"decision", "allow"}, {"action", "none"}, {"mode", mode}});
+  }
+  verdicts_->Add({{"decision", "deny"}, {"action", "kill"}, {"mode", "enforce"}});
+  verdicts_->Add({{"decision", "allow"}, {"action", "none"}, {"mode", "none"}});
+  verdicts_->Add({{"decision", "unknown"}, {"action", "none"}, {"mode", "none"}});
+  for (const char* a : {"alert", "kill"}) sweep_->Add({{"action", a}});
+}
+
+void Metrics::AddSink(absl::string_view sink, bool reports_delivery) {
+  std::string name(sink);
+  sink_errors_->Add({{"sink", name}});
+  sink_up_->Add({{"sink", name}}).Set(1);
+  if (!reports_delivery) return;
+  sink_queue_->Add({{"sink", name}});
+  sink_delivered_->Add({{"sink", name}});
+  sink_failed_->Add({{"sink", name}});
+  for (const char* reason : {"queue_full", "timeout", "shutdown", "other"}) {
+    sink_dropped_->Add({{"sink", name}, {"reason", reason}});
+  }
+}
+
+void Metrics::SetSinkUp(absl::string_view sink, bool up) {
+  sink_up_->Add({{"sink", std::string(sink)}}).Set(up ? 1 : 0);
 }
 
 void Metrics::OnEvent(absl::string_view type) {

@@ -54,6 +54,9 @@ class Metrics {
   // Per BPF program, when --bpf_stats is on (cumulative).
   void SetProgramStats(const std::string& program, uint64_t run_ns,
                        uint64_t run_count);
+  // Creates a sink's series at 0 (called once per sink at start-up).
+  void AddSink(absl::string_view sink, bool reports_delivery);
+  void SetSinkUp(absl::string_view sink, bool up);
   // Sink delivery, for sinks that report it (Kafka).
   void SetSinkQueue(absl::string_view sink, uint64_t depth);
   void SetSinkDelivered(absl::string_view sink, uint64_t delivered);
@@ -77,6 +80,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* sink_delivered_;
   prometheus::Family<prometheus::Counter>* sink_failed_;
   prometheus::Family<prometheus::Counter>* sink_dropped_;
+  prometheus::Family<prometheus::Gauge>* sink_up_;
   prometheus::Counter* cache_hits_;
   prometheus::Counter* cache_misses_;
   prometheus::Counter* cache_evictions_;

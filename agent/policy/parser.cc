@@ -1,5 +1,7 @@
 #include "agent/policy/parser.h"
 
+#include "bpf/execmon_abi.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <string.h>
@@ -1133,6 +1135,15 @@ ParseResult ParsePolicyDir(const std::string& dir) {
     }
     std::sort(result.set.policies.begin(), result.set.policies.end(),
               [](const Policy& a, const Policy& b) { return a.name < b.name; });
+    // The kernel judges with one bit per policy.
+    if (result.set.policies.size() > EM_MAX_POLICIES) {
+      result.errors.push_back(PolicyError{
+          SourcePos{dir, 0, 0},
+          absl::StrCat(result.set.policies.size(), " policies; at most ",
+                       EM_MAX_POLICIES,
+                       " can be loaded at once (merge lists into fewer "
+                       "policies, or move IDs into denyFrom/allowFrom files)")});
+    }
   } catch (const std::exception& e) {
     result.errors.push_back(PolicyError{
         SourcePos{dir, 0, 0}, absl::StrCat("internal error: ", e.what())});

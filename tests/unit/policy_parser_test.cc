@@ -1120,3 +1120,28 @@ TEST(LintTest, JsonOkAndMissingDirectory) {
 
 }  // namespace
 }  // namespace execmon
+
+namespace execmon {
+namespace {
+
+TEST(ParsePolicyDirLimitTest, MoreThanTheKernelsPolicyBitsIsAnError) {
+  std::string dir = testing::TempDir() + "/limit_policies";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  for (int i = 0; i < 65; ++i) {
+    std::ofstream(dir + "/p" + std::to_string(i) + ".yaml")
+        << "apiVersion: execmon.io/v1alpha1\nkind: ExecPolicy\n"
+        << "metadata: {name: p" << i << "}\nspec: {mode: audit}\n";
+  }
+  ParseResult r = ParsePolicyDir(dir);
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].pos.file, dir);
+  EXPECT_NE(r.errors[0].message.find("65 policies; at most 64 can be loaded"),
+            std::string::npos)
+      << r.errors[0].message;
+  std::filesystem::remove(dir + "/p64.yaml");
+  EXPECT_TRUE(ParsePolicyDir(dir).errors.empty());
+}
+
+}  // namespace
+}  // namespace execmon
