@@ -112,7 +112,100 @@ Agent::Agent(AgentOptions options, std::vector<std::unique_ptr<EventSink>> sinks
 
 const ContainerRef* Agent::ContainerOf(uint64_t cgroup_id) {
   if (cgroups_ == nullptr || cgroup_id == 0) return nullptr;
-  return &cgroups_->Resolve(cgroup_id).container;
+  const ContainerRef& ref = cgroups_->Resolve(cgroup_id).container;
+  scopes_.OnCgroup(cgroup_id, ref);
+  return &ref;
+}
+
+absl::optional<PodMeta> Agent::LookupPod(const ContainerRef& ref) const {
+  if (pods_ == nullptr || ref.pod_uid.empty()) return absl::nullopt;
+  absl::optional<k8s::PodInfo> pod = pods_->FindPod(ref.pod_uid);
+  if (!pod.has_value()) return absl::nullopt;
+  PodMeta m;
+  m.uid = pod->uid;
+  m.namespace_name = pod->namespace_name;
+  m.name = pod->name;
+  m.labels.assign(pod->labels.begin(), pod->labels.end());
+  m.annotations.assign(pod->annotations.begin(), pod->annotations.end());
+  m.workload = pod->workload;
+  m.workload_kind = pod->workload_kind;
+  if (ref.in_container()) {
+    if (absl::optional<k8s::ContainerMeta> c = pods_->FindContainer(ref.container_id)) {
+      m.container_name = c->container_name;
+      m.image = c->image;
+      m.image_id = c->image_id;
+    }
+  }
+  m.enriched = true;
+  return m;
+}
+
+absl::Status Agent::StartPodWatcher() {
+  if (options_.kubernetes == "off") return absl::OkStatus();
+  auto config = k8s::LoadDefaultConfig(options_.kubeconfig);
+  if (!config.ok()) {
+    if (options_.kubernetes == "on") return config.status();
+    LogInfo("Kubernetes API not configured (", config.status().message(),
+            "): pod metadata limited to the pod UID from cgroups");
+    return absl::OkStatus();
+  }
+  k8s::PodWatcherOptions opts;
+  opts.node_name = options_.node;
+  opts.cluster_name = options_.cluster;
+  opts.include_annotations = options_.pod_annotations;
+  auto watcher = k8s::PodWatcher::Create(*std::move(config), opts);
+  if (!watcher.ok()) return watcher.status();
+  if (absl::Status s = (*watcher)->Start(); !s.ok()) return s;
+  pods_ = *std::move(watcher);
+  if (!pods_->WaitForSync(absl::Seconds(5))) {
+    LogWarning("Kubernetes API: pods of node ", options_.node,
+               " not listed within 5 s; continuing, events wait up to ",
+               absl::FormatDuration(options_.pod_wait), " for their pod");
+  }
+  return absl::OkStatus();
+}
+
+void Agent::PushScopes(const std::vector<std::pair<uint64_t, uint64_t>>& masks) {
+  std::vector<std::pair<uint64_t, uint64_t>> changed;
+  for (const auto& [id, mask] : masks) {
+    auto it = pushed_scopes_.find(id);
+    if (it == pushed_scopes_.end() || it->second != mask) changed.emplace_back(id, mask);
+  }
+  if (changed.empty()) return;
+  if (absl::Status s = loader_->SetScopes(changed); !s.ok()) {
+    LogError("pod policy scopes: ", s.message());
+    return;
+  }
+  for (const auto& [id, mask] : changed) pushed_scopes_[id] = mask;
+}
+
+void Agent::RefreshScopes() {
+  if (sets_.empty() || pods_ == nullptr) return;
+  PushScopes(scopes_.Masks(*sets_.back().second, pod_lookup()));
+}
+
+void Agent::EmitExec(const WaitingExec& w, const absl::optional<PodMeta>& pod) {
+  WorkloadView wl{&w.container, pod.has_value() ? &*pod : nullptr};
+  if (!w.container.pod_uid.empty() && (!pod.has_value() || !pod->enriched)) {
+    ++counters_.events_unenriched;
+  }
+  Emit("exec", writer_.Exec(w.event, w.self, w.parent ? &*w.parent : nullptr,
+                            &w.verdict, &wl));
+}
+
+void Agent::ReleaseWaiting(bool all, uint32_t pid) {
+  absl::Time now = absl::Now();
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    absl::optional<PodMeta> pod = LookupPod(it->container);
+    bool complete = pod.has_value() &&
+                    (!it->container.in_container() || !pod->container_name.empty());
+    if (all || complete || now >= it->deadline || (pid != 0 && it->event.pid == pid)) {
+      EmitExec(*it, pod);
+      it = waiting_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 void Agent::Emit(const char* type, const std::string& json) {
@@ -222,9 +315,27 @@ void Agent::HandleExec(ExecEvent e) {
     metrics_->OnExec(e, verdict.decision, verdict.action,
                      verdict.mode ? verdict.mode : "");
   }
-  WorkloadView wl{ContainerOf(e.cgroup_id), nullptr};
-  Emit("exec", writer_.Exec(e, self, parent_copy ? &*parent_copy : nullptr,
-                            &verdict, &wl));
+  WaitingExec w;
+  const ContainerRef* container = ContainerOf(e.cgroup_id);
+  if (container != nullptr) w.container = *container;
+  w.self = self;
+  w.parent = std::move(parent_copy);
+  w.verdict = verdict;
+  absl::optional<PodMeta> pod = LookupPod(w.container);
+  bool complete = pod.has_value() &&
+                  (!w.container.in_container() || !pod->container_name.empty());
+  // In a pod the API has not described yet: wait (bounded) for it, without
+  // holding up other events.
+  if (pods_ != nullptr && !w.container.pod_uid.empty() && !complete &&
+      waiting_.size() < options_.max_waiting_events) {
+    ++counters_.events_waited_for_pod;
+    w.deadline = absl::Now() + options_.pod_wait;
+    w.event = std::move(e);
+    waiting_.push_back(std::move(w));
+    return;
+  }
+  w.event = std::move(e);
+  EmitExec(w, pod);
 }
 
 void Agent::Sweep() {
@@ -241,7 +352,10 @@ void Agent::Sweep() {
     ++counters_.sweep_events;
     VerdictView v = ViewOf(r->verdict, r->build_id);
     if (metrics_) metrics_->OnSweep(v.action);
-    WorkloadView wl{ContainerOf(r->cgroup_id), nullptr};
+    const ContainerRef* container = ContainerOf(r->cgroup_id);
+    absl::optional<PodMeta> pod;
+    if (container != nullptr) pod = LookupPod(*container);
+    WorkloadView wl{container, pod.has_value() ? &*pod : nullptr};
     Emit("sweep", writer_.Sweep(*r, table_.Find(r->pid), v, &wl));
   }
   FlushSinks();
@@ -264,8 +378,12 @@ absl::Status Agent::LoadPolicies() {
   if (!parsed.ok()) return parsed.status();
   auto compiled = CompilePolicies(*parsed);
   if (!compiled.ok()) return compiled.status();
-  auto gen = loader_->LoadPolicies(*compiled);
+  std::vector<std::pair<uint64_t, uint64_t>> scopes;
+  if (pods_ != nullptr) scopes = scopes_.Masks(*parsed, pod_lookup());
+  auto gen = loader_->LoadPolicies(*compiled, scopes);
   if (!gen.ok()) return gen.status();
+  pushed_scopes_.clear();
+  for (const auto& [id, mask] : scopes) pushed_scopes_[id] = mask;
   auto set = std::make_shared<const PolicySet>(*std::move(parsed));
   sets_.emplace_back(*gen, set);
   while (sets_.size() > 2) sets_.erase(sets_.begin());
@@ -373,15 +491,30 @@ void Agent::OnRecord(absl::Span<const uint8_t> data) {
     table_.OnFork(*f);
   } else if (auto* x = std::get_if<ExitEvent>(&*rec)) {
     ++counters_.exit_events;
+    // Its exec, if still waiting for pod metadata, goes first.
+    if (!waiting_.empty()) ReleaseWaiting(false, x->pid);
     std::optional<ProcessInfo> info = table_.OnExit(*x);
-    WorkloadView wl{info ? ContainerOf(info->cgroup_id) : nullptr, nullptr};
+    const ContainerRef* container = info ? ContainerOf(info->cgroup_id) : nullptr;
+    absl::optional<PodMeta> pod;
+    if (container != nullptr) pod = LookupPod(*container);
+    WorkloadView wl{container, pod.has_value() ? &*pod : nullptr};
     Emit("exit", writer_.Exit(*x, info ? &*info : nullptr, &wl));
   } else if (auto* c = std::get_if<CgroupEvent>(&*rec)) {
     if (cgroups_ != nullptr) {
       if (c->removed) {
         cgroups_->OnRmdir(c->id);
+        scopes_.OnCgroupRemoved(c->id);
+        if (pushed_scopes_.erase(c->id) > 0) loader_->ClearScope(c->id);
       } else {
         cgroups_->OnMkdir(c->id, std::move(c->path));
+        const ContainerRef* ref = ContainerOf(c->id);
+        // A pod's cgroup, created before its containers run: scope it now
+        // so its first exec is judged with its pod's policies.
+        if (ref != nullptr && !ref->pod_uid.empty() && !sets_.empty() &&
+            pods_ != nullptr) {
+          PushScopes(scopes_.MasksOfPod(*sets_.back().second, pod_lookup(),
+                                        ref->pod_uid));
+        }
       }
     }
   } else {
@@ -469,7 +602,10 @@ absl::Status Agent::Snapshot() {
       }
     }
     ++counters_.snapshot_events;
-    WorkloadView wl{ContainerOf(t.cgroup_id), nullptr};
+    const ContainerRef* container = ContainerOf(t.cgroup_id);
+    absl::optional<PodMeta> pod;
+    if (container != nullptr) pod = LookupPod(*container);
+    WorkloadView wl{container, pod.has_value() ? &*pod : nullptr};
     Emit("snapshot", writer_.Snapshot(t, *self, exe, elf_objects, &wl));
   }
   FlushSinks();
@@ -504,6 +640,8 @@ void Agent::ReportKernelLoss(bool final_report) {
     LogInfo("agent: exec=", counters_.exec_events, " exit=",
             counters_.exit_events, " snapshot=", counters_.snapshot_events,
             " decode_errors=", counters_.decode_errors,
+            " waited_for_pod=", counters_.events_waited_for_pod,
+            " unenriched=", counters_.events_unenriched,
             " sink_errors=", counters_.sink_errors);
   }
 }
@@ -515,6 +653,7 @@ void Agent::Tick() {
   loader_->RefreshClockOffset();
   writer_.set_boot_to_real_ns(BootToRealtimeNs());
   ReportKernelLoss(false);
+  RefreshScopes();
 }
 
 absl::Status Agent::Run(const std::atomic<bool>& stop) {
@@ -540,6 +679,7 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
   if (absl::Status s = loader_->Attach(); !s.ok()) return s;
   health_.bpf_attached.store(true);
   health_.loop_heartbeat_ns.store(MonotonicNs());
+  if (absl::Status s = StartPodWatcher(); !s.ok()) return s;
   if (options_.snapshot) {
     if (absl::Status s = Snapshot(); !s.ok()) {
       LogWarning("snapshot failed, continuing without it: ", s.message());
@@ -563,6 +703,7 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
       status = n.status();
       break;
     }
+    if (!waiting_.empty()) ReleaseWaiting(false);
     if (*n > 0) FlushSinks();
     Tick();
     MaybeReload();
@@ -572,6 +713,8 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
   health_.bpf_attached.store(false);
   auto drained = loader_->Drain();
   if (!drained.ok()) LogWarning(drained.status().message());
+  ReleaseWaiting(true);
+  if (pods_ != nullptr) pods_->Stop();
   CloseSinks(options_.sink_close_deadline);
   ReportKernelLoss(true);
   return status;

@@ -5,6 +5,8 @@
 #define EXECMON_AGENT_AGENT_H_
 
 #include <atomic>
+#include <deque>
+#include <optional>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -15,6 +17,8 @@
 #include "absl/types/span.h"
 #include "agent/bpf/bpf_loader.h"
 #include "agent/container/cgroup_resolver.h"
+#include "agent/k8s/pod_watcher.h"
+#include "agent/policy/scope.h"
 #include "agent/event/event.h"
 #include "agent/event/json_writer.h"
 #include "agent/metrics/http_server.h"
@@ -35,6 +39,15 @@ struct AgentOptions {
   std::string policy_dir;  // empty: no policies
   std::string cluster;     // reported as "cluster" when set
   size_t max_cgroups = 65536;
+  // Kubernetes pod metadata: "auto" (in-cluster or a kubeconfig when one is
+  // found), "on" (required), "off".
+  std::string kubernetes = "auto";
+  std::string kubeconfig;
+  // How long an exec in a pod the API has not told us about yet may wait
+  // for its metadata before it is sent unenriched.
+  absl::Duration pod_wait = absl::Seconds(2);
+  size_t max_waiting_events = 10000;
+  bool pod_annotations = false;
   absl::Duration reload_debounce = absl::Milliseconds(200);
   absl::Duration sink_close_deadline = absl::Seconds(10);
   std::string metrics_address;  // empty: no metrics/health server
@@ -55,6 +68,8 @@ struct AgentCounters {
   uint64_t policy_reload_errors = 0;
   uint64_t sweep_events = 0;
   uint64_t policies_loaded = 0;
+  uint64_t events_waited_for_pod = 0;
+  uint64_t events_unenriched = 0;  // in a pod, sent without its metadata
 };
 
 class Agent {
@@ -122,6 +137,33 @@ class Agent {
   std::unique_ptr<CgroupResolver> cgroups_;
   // Container of a cgroup (null when unknown or no resolver).
   const ContainerRef* ContainerOf(uint64_t cgroup_id);
+
+  // Kubernetes.
+  absl::Status StartPodWatcher();
+  absl::optional<PodMeta> LookupPod(const ContainerRef& ref) const;
+  PodLookup pod_lookup() const {
+    return [this](const ContainerRef& r) { return LookupPod(r); };
+  }
+  void PushScopes(const std::vector<std::pair<uint64_t, uint64_t>>& masks);
+  void RefreshScopes();
+  std::unique_ptr<k8s::PodWatcher> pods_;
+  ScopeTable scopes_;
+  absl::flat_hash_map<uint64_t, uint64_t> pushed_scopes_;  // as in the kernel
+
+  // Execs waiting (bounded, briefly) for their pod's metadata.
+  struct WaitingExec {
+    absl::Time deadline;
+    ExecEvent event;
+    ProcessInfo self;
+    std::optional<ProcessInfo> parent;
+    VerdictView verdict;
+    ContainerRef container;
+  };
+  std::deque<WaitingExec> waiting_;
+  void EmitExec(const WaitingExec& w, const absl::optional<PodMeta>& pod);
+  // Sends waiting execs whose metadata arrived or whose time is up (all of
+  // them with all=true; those of pid first, for an exit, with pid != 0).
+  void ReleaseWaiting(bool all, uint32_t pid = 0);
 };
 
 // CLOCK_REALTIME - CLOCK_BOOTTIME now.

@@ -66,6 +66,16 @@ ABSL_FLAG(uint32_t, max_policy_ids, 262144,
           "Distinct build IDs the loaded policies may name.");
 ABSL_FLAG(std::string, cluster, "",
           "Cluster name reported in events as \"cluster\" (omitted when empty).");
+ABSL_FLAG(std::string, kubernetes, "auto",
+          "Pod metadata from the Kubernetes API: auto (in-cluster, or a "
+          "kubeconfig when one is found), on (required), off.");
+ABSL_FLAG(std::string, kubeconfig, "",
+          "kubeconfig file for the Kubernetes API (default: in-cluster "
+          "service account, then $KUBECONFIG, then ~/.kube/config).");
+ABSL_FLAG(absl::Duration, pod_wait, absl::Seconds(2),
+          "How long an exec in a pod not yet known to the API waits for its "
+          "metadata before it is sent unenriched (other events never wait).");
+ABSL_FLAG(bool, pod_annotations, false, "Include pod annotations in events.");
 ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9470",
           "HOST:PORT serving Prometheus /metrics and the /healthz and "
           "/readyz probes. Empty: disabled.");
@@ -317,6 +327,14 @@ absl::Status CmdRun() {
   opts.policy_dir = absl::GetFlag(FLAGS_policies);
   opts.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   opts.cluster = absl::GetFlag(FLAGS_cluster);
+  opts.kubernetes = absl::GetFlag(FLAGS_kubernetes);
+  if (opts.kubernetes != "auto" && opts.kubernetes != "on" && opts.kubernetes != "off") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--kubernetes=", opts.kubernetes, ": want auto, on or off"));
+  }
+  opts.kubeconfig = absl::GetFlag(FLAGS_kubeconfig);
+  opts.pod_wait = absl::GetFlag(FLAGS_pod_wait);
+  opts.pod_annotations = absl::GetFlag(FLAGS_pod_annotations);
   opts.bpf_stats = absl::GetFlag(FLAGS_bpf_stats);
   // --- Kafka sink construction ---
   if (!absl::GetFlag(FLAGS_kafka_brokers).empty()) {

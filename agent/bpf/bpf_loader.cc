@@ -329,7 +329,35 @@ absl::StatusOr<std::vector<uint8_t>> BpfLoader::Resolve(
   return all;
 }
 
-absl::StatusOr<uint32_t> BpfLoader::LoadPolicies(const CompiledPolicies& c) {
+absl::Status BpfLoader::WriteScopes(
+    uint32_t gen, const std::vector<std::pair<uint64_t, uint64_t>>& scopes) {
+  const int fd = bpf_map__fd(skel_->maps.em_scope);
+  for (const auto& [cgroup, mask] : scopes) {
+    em_scope_key k{};
+    k.gen = gen;
+    k.cgroup_id = cgroup;
+    if (bpf_map_update_elem(fd, &k, &mask, BPF_ANY) != 0) {
+      return ErrnoStatus(errno, "writing a pod policy scope");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status BpfLoader::SetScopes(
+    const std::vector<std::pair<uint64_t, uint64_t>>& scopes) {
+  return WriteScopes(active_gen_, scopes);
+}
+
+void BpfLoader::ClearScope(uint64_t cgroup_id) {
+  em_scope_key k{};
+  k.gen = active_gen_;
+  k.cgroup_id = cgroup_id;
+  bpf_map_delete_elem(bpf_map__fd(skel_->maps.em_scope), &k);
+}
+
+absl::StatusOr<uint32_t> BpfLoader::LoadPolicies(
+    const CompiledPolicies& c,
+    const std::vector<std::pair<uint64_t, uint64_t>>& scopes) {
   if (c.ids.size() > max_policy_ids_) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "policies name ", c.ids.size(), " distinct build IDs; at most ",
@@ -360,6 +388,7 @@ absl::StatusOr<uint32_t> BpfLoader::LoadPolicies(const CompiledPolicies& c) {
       return ErrnoStatus(e, "loading policy build IDs");
     }
   }
+  if (absl::Status s = WriteScopes(gen, scopes); !s.ok()) return s;
   em_policy_meta meta = c.meta;
   meta.gen = gen;
   uint32_t slot = gen & 1;
@@ -384,6 +413,18 @@ absl::StatusOr<uint32_t> BpfLoader::LoadPolicies(const CompiledPolicies& c) {
         break;
       }
     }
+    // And that generation's pod scopes.
+    const uint32_t old_gen = gen_keys_.front().first;
+    const int scope_fd = bpf_map__fd(skel_->maps.em_scope);
+    em_scope_key k{}, next{};
+    const void* prev = nullptr;
+    std::vector<em_scope_key> stale;
+    while (bpf_map_get_next_key(scope_fd, prev, &next) == 0) {
+      if (next.gen <= old_gen) stale.push_back(next);
+      k = next;
+      prev = &k;
+    }
+    for (const em_scope_key& sk : stale) bpf_map_delete_elem(scope_fd, &sk);
     gen_keys_.erase(gen_keys_.begin());
   }
   return gen;

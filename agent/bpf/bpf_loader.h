@@ -99,7 +99,15 @@ class BpfLoader {
   // the current one, flips em_active_gen, then frees the generation before
   // the current one (no exec is ever judged against a half-loaded set).
   // Returns the new generation.
-  absl::StatusOr<uint32_t> LoadPolicies(const CompiledPolicies& policies);
+  // `scopes` (cgroup id -> governing-policy mask, for pods' cgroups) are
+  // written with the generation, before the flip.
+  absl::StatusOr<uint32_t> LoadPolicies(
+      const CompiledPolicies& policies,
+      const std::vector<std::pair<uint64_t, uint64_t>>& scopes = {});
+  // Sets (mask given) or clears (nullopt) pod scopes of the active
+  // generation, e.g. when a pod or a container cgroup appears.
+  absl::Status SetScopes(const std::vector<std::pair<uint64_t, uint64_t>>& scopes);
+  void ClearScope(uint64_t cgroup_id);
   uint32_t policy_generation() const { return active_gen_; }
 
   // Judges every running process against the active policies (killing
@@ -142,6 +150,8 @@ class BpfLoader {
   uint32_t max_policy_ids_ = 0;
   // Keys written per generation, to free a generation without a map walk.
   std::vector<std::pair<uint32_t, std::vector<em_policy_key>>> gen_keys_;
+  absl::Status WriteScopes(uint32_t gen,
+                           const std::vector<std::pair<uint64_t, uint64_t>>& scopes);
 };
 
 }  // namespace execmon

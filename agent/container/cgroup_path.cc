@@ -106,7 +106,17 @@ ContainerRef ParseCgroupPath(absl::string_view path) {
       at = i;
     }
   }
-  if (at < 0) return ContainerRef{};
+  if (at < 0) {
+    // Not a container, but maybe a pod's own cgroup (the parent of its
+    // containers'): it names the pod.
+    ContainerRef pod;
+    if (!comps.empty() && TakePodUid(comps.back(), &pod.pod_uid)) {
+      pod.qos = QosOf(comps.back());
+      if (pod.qos.empty() && comps.size() > 1) pod.qos = QosOf(comps[comps.size() - 2]);
+      if (pod.qos.empty()) pod.qos = "guaranteed";
+    }
+    return pod;
+  }
   // The pod (if any) is an ancestor of the container's cgroup.
   for (int i = at - 1; i >= 0; --i) {
     if (TakePodUid(comps[i], &ref.pod_uid)) {

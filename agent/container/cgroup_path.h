@@ -22,6 +22,8 @@ struct ContainerRef {
 
 // Parses a cgroup path (as in /proc/PID/cgroup, or relative to the cgroup
 // mount). The innermost container wins (nested runtimes, kind clusters).
+// A pod's own cgroup (kubepods-...-pod<uid>.slice, pod<uid>) gives the pod
+// UID and QoS with no container ID.
 ContainerRef ParseCgroupPath(absl::string_view path);
 
 }  // namespace execmon
