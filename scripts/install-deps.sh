@@ -7,8 +7,15 @@ PACKAGES=(
   # build
   cmake make g++ pkg-config clang llvm bpftool
   libbpf-dev libelf-dev zlib1g-dev libabsl-dev rapidjson-dev libyaml-cpp-dev
+  prometheus-cpp-dev libcivetweb-dev libcurl4-openssl-dev
+  librdkafka-dev
+  # tests: a real Prometheus server; real containers (podman + runc: crun
+  # refuses hybrid cgroup hosts) from images built locally with buildah
+  prometheus podman runc buildah busybox-static
   # tests
   libgtest-dev libgmock-dev python3 python3-pytest binutils util-linux
+  # Kafka e2e tests: a real broker from Maven Central jars, kcat to consume
+  default-jre-headless maven kcat
   # fuzzing (tests/fuzz): libFuzzer and the sanitizer runtimes for clang
   libclang-rt-14-dev
 )
