@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "agent/common/status_macros.h"
 #include "bpf/execmon_abi.h"
 
 namespace execmon {
@@ -149,22 +150,14 @@ absl::StatusOr<KernelRecord> DecodeExec(absl::Span<const uint8_t> data) {
   out.exe = KeyOf(e->exe);
   out.exe_nlink = e->exe_nlink;
   out.exe_mode = e->exe_mode;
-  auto bid = BuildIdOf(e->bid);
-  if (!bid.ok()) return bid.status();
-  out.build_id = *std::move(bid);
-  auto verdict = VerdictOf(e->verdict);
-  if (!verdict.ok()) return verdict.status();
-  out.verdict = *verdict;
+  ASSIGN_OR_RETURN(out.build_id, BuildIdOf(e->bid));
+  ASSIGN_OR_RETURN(out.verdict, VerdictOf(e->verdict));
   out.comm = CString(e->comm, sizeof(e->comm));
-  auto filename = Field(e->filename, e->filename_len, EM_PATH_MAX - 1, "filename");
-  if (!filename.ok()) return filename.status();
-  out.filename = *std::move(filename);
-  auto binary = Field(e->binary, e->binary_len, EM_PATH_MAX - 1, "binary");
-  if (!binary.ok()) return binary.status();
-  out.binary = *std::move(binary);
-  auto cwd = Field(e->cwd, e->cwd_len, EM_PATH_MAX - 1, "cwd");
-  if (!cwd.ok()) return cwd.status();
-  out.cwd = *std::move(cwd);
+  ASSIGN_OR_RETURN(out.filename, Field(e->filename, e->filename_len,
+                                       EM_PATH_MAX - 1, "filename"));
+  ASSIGN_OR_RETURN(out.binary,
+                   Field(e->binary, e->binary_len, EM_PATH_MAX - 1, "binary"));
+  ASSIGN_OR_RETURN(out.cwd, Field(e->cwd, e->cwd_len, EM_PATH_MAX - 1, "cwd"));
   if (e->args_len > EM_ARGS_MAX) {
     return absl::InvalidArgumentError(
         absl::StrCat("args length ", e->args_len, " exceeds ", EM_ARGS_MAX));
@@ -174,29 +167,22 @@ absl::StatusOr<KernelRecord> DecodeExec(absl::Span<const uint8_t> data) {
 }
 
 absl::StatusOr<KernelRecord> DecodeSnapObject(absl::Span<const uint8_t> data) {
-  auto p = As<em_snap_object>(data, "snapshot object");
-  if (!p.ok()) return p.status();
-  const em_snap_object* r = *p;
+  ASSIGN_OR_RETURN(const em_snap_object* r, As<em_snap_object>(data, "snapshot object"));
   SnapObject out;
   out.pid = r->pid;
   out.is_exe = r->is_exe != 0;
   out.vm_start = r->vm_start;
   out.vm_size = r->vm_size;
   out.file = KeyOf(r->file);
-  auto bid = BuildIdOf(r->bid);
-  if (!bid.ok()) return bid.status();
-  out.build_id = *std::move(bid);
-  auto path = Field(r->path, r->path_len, EM_PATH_MAX - 1, "path");
-  if (!path.ok()) return path.status();
-  out.path = *std::move(path);
+  ASSIGN_OR_RETURN(out.build_id, BuildIdOf(r->bid));
+  ASSIGN_OR_RETURN(out.path,
+                   Field(r->path, r->path_len, EM_PATH_MAX - 1, "path"));
   out.path_truncated = (r->flags & EM_F_BINARY_TRUNC) != 0;
   return out;
 }
 
 absl::StatusOr<KernelRecord> DecodeSnapTask(absl::Span<const uint8_t> data) {
-  auto p = As<em_snap_task>(data, "snapshot task");
-  if (!p.ok()) return p.status();
-  const em_snap_task* r = *p;
+  ASSIGN_OR_RETURN(const em_snap_task* r, As<em_snap_task>(data, "snapshot task"));
   if (r->args_len > EM_ARGS_MAX) {
     return absl::InvalidArgumentError(
         absl::StrCat("args length ", r->args_len, " exceeds ", EM_ARGS_MAX));
@@ -220,9 +206,7 @@ absl::StatusOr<KernelRecord> DecodeSnapTask(absl::Span<const uint8_t> data) {
 }
 
 absl::StatusOr<KernelRecord> DecodeResolved(absl::Span<const uint8_t> data) {
-  auto p = As<em_resolved>(data, "resolved");
-  if (!p.ok()) return p.status();
-  const em_resolved* r = *p;
+  ASSIGN_OR_RETURN(const em_resolved* r, As<em_resolved>(data, "resolved"));
   // index refers to the caller's request list (BpfLoader::Resolve rebases
   // batches); the caller checks it against that list.
   Resolved out;
@@ -230,19 +214,13 @@ absl::StatusOr<KernelRecord> DecodeResolved(absl::Span<const uint8_t> data) {
   out.pid = r->pid;
   out.index = r->index;
   out.file = KeyOf(r->file);
-  auto bid = BuildIdOf(r->bid);
-  if (!bid.ok()) return bid.status();
-  out.build_id = *std::move(bid);
-  auto verdict = VerdictOf(r->verdict);
-  if (!verdict.ok()) return verdict.status();
-  out.verdict = *verdict;
+  ASSIGN_OR_RETURN(out.build_id, BuildIdOf(r->bid));
+  ASSIGN_OR_RETURN(out.verdict, VerdictOf(r->verdict));
   return out;
 }
 
 absl::StatusOr<KernelRecord> DecodeSweep(absl::Span<const uint8_t> data) {
-  auto p = As<em_sweep>(data, "sweep");
-  if (!p.ok()) return p.status();
-  const em_sweep* r = *p;
+  ASSIGN_OR_RETURN(const em_sweep* r, As<em_sweep>(data, "sweep"));
   SweepRecord out;
   out.ktime_ns = r->hdr.ktime_ns;
   out.pid = r->pid;
@@ -250,12 +228,8 @@ absl::StatusOr<KernelRecord> DecodeSweep(absl::Span<const uint8_t> data) {
   out.start_ns = r->start_ns;
   out.cgroup_id = r->cgroup_id;
   out.exe = KeyOf(r->exe);
-  auto bid = BuildIdOf(r->bid);
-  if (!bid.ok()) return bid.status();
-  out.build_id = *std::move(bid);
-  auto verdict = VerdictOf(r->verdict);
-  if (!verdict.ok()) return verdict.status();
-  out.verdict = *verdict;
+  ASSIGN_OR_RETURN(out.build_id, BuildIdOf(r->bid));
+  ASSIGN_OR_RETURN(out.verdict, VerdictOf(r->verdict));
   out.comm = CString(r->comm, sizeof(r->comm));
   return out;
 }
