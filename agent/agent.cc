@@ -189,8 +189,10 @@ void Agent::EmitExec(const WaitingExec& w, const absl::optional<PodMeta>& pod) {
   if (!w.container.pod_uid.empty() && (!pod.has_value() || !pod->enriched)) {
     ++counters_.events_unenriched;
   }
-  Emit("exec", writer_.Exec(w.event, w.self, w.parent ? &*w.parent : nullptr,
-                            &w.verdict, &wl));
+  Emit("exec",
+       writer_.Exec(w.event, w.self, w.parent ? &*w.parent : nullptr, &w.verdict,
+                    &wl),
+       w.container.pod_uid);
 }
 
 void Agent::ReleaseWaiting(bool all, uint32_t pid) {
@@ -208,10 +210,12 @@ void Agent::ReleaseWaiting(bool all, uint32_t pid) {
   }
 }
 
-void Agent::Emit(const char* type, const std::string& json) {
+void Agent::Emit(const char* type, const std::string& json,
+                 absl::string_view pod_uid) {
   EventMeta meta;
   meta.type = type;
   meta.node = options_.node;
+  meta.pod_uid = pod_uid;
   for (auto& sink : sinks_) {
     absl::Status s = sink->Write(meta, json);
     if (!s.ok()) {
@@ -356,7 +360,8 @@ void Agent::Sweep() {
     absl::optional<PodMeta> pod;
     if (container != nullptr) pod = LookupPod(*container);
     WorkloadView wl{container, pod.has_value() ? &*pod : nullptr};
-    Emit("sweep", writer_.Sweep(*r, table_.Find(r->pid), v, &wl));
+    Emit("sweep", writer_.Sweep(*r, table_.Find(r->pid), v, &wl),
+         container != nullptr ? absl::string_view(container->pod_uid) : "");
   }
   FlushSinks();
   LogInfo("policy sweep: ", n, " running processes violate the policies");
@@ -498,7 +503,8 @@ void Agent::OnRecord(absl::Span<const uint8_t> data) {
     absl::optional<PodMeta> pod;
     if (container != nullptr) pod = LookupPod(*container);
     WorkloadView wl{container, pod.has_value() ? &*pod : nullptr};
-    Emit("exit", writer_.Exit(*x, info ? &*info : nullptr, &wl));
+    Emit("exit", writer_.Exit(*x, info ? &*info : nullptr, &wl),
+         container != nullptr ? absl::string_view(container->pod_uid) : "");
   } else if (auto* c = std::get_if<CgroupEvent>(&*rec)) {
     if (cgroups_ != nullptr) {
       if (c->removed) {
@@ -606,7 +612,8 @@ absl::Status Agent::Snapshot() {
     absl::optional<PodMeta> pod;
     if (container != nullptr) pod = LookupPod(*container);
     WorkloadView wl{container, pod.has_value() ? &*pod : nullptr};
-    Emit("snapshot", writer_.Snapshot(t, *self, exe, elf_objects, &wl));
+    Emit("snapshot", writer_.Snapshot(t, *self, exe, elf_objects, &wl),
+         container != nullptr ? absl::string_view(container->pod_uid) : "");
   }
   FlushSinks();
   LogInfo("snapshot: ", tasks.size(), " processes, ", resolved.size(),

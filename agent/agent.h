@@ -101,7 +101,8 @@ class Agent {
   const ProcessTable& processes() const { return table_; }
 
  private:
-  void Emit(const char* type, const std::string& json);
+  void Emit(const char* type, const std::string& json,
+            absl::string_view pod_uid = "");
   void CloseSinks(absl::Duration deadline);
   void FlushSinks();
   void HandleExec(ExecEvent e);

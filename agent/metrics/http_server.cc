@@ -105,7 +105,11 @@ int HttpServer::HandleReadyz(mg_connection* conn, void* self) {
     absl::MutexLock lock(&s->health_->mu);
     detail = s->health_->sinks_detail;
   }
-  bool ok = ready && sinks;
+  // Sinks do not decide readiness: a DaemonSet pod that is not ready drops
+  // out of its metrics Service's endpoints, which would hide a Kafka outage
+  // from Prometheus exactly when it matters. Their state is in the body and
+  // in execmon_sink_up.
+  bool ok = ready;
   std::string body = absl::StrCat(
       "{\"status\":\"", ok ? "ready" : "not ready", "\",\"started\":",
       ready ? "true" : "false", ",\"sinks_healthy\":", sinks ? "true" : "false",

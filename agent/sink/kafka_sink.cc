@@ -164,7 +164,8 @@ ParseKafkaProperties(const std::vector<std::string>& items) {
   return out;
 }
 
-KafkaSink::KafkaSink(const KafkaOptions& options) : options_(options) {}
+KafkaSink::KafkaSink(const KafkaOptions& options)
+    : options_(options), schema_(absl::StrCat(kSchemaVersion)) {}
 
 absl::StatusOr<std::unique_ptr<KafkaSink>> KafkaSink::Create(
     const KafkaOptions& options) {
@@ -309,6 +310,7 @@ KafkaSink::~KafkaSink() {
     rd_kafka_poll(rk_, 0);
     closed_.store(true);
     dropped_shutdown_.fetch_add(Outstanding());
+    LogWarning("kafka: destroyed without Close(): ", CountersLine());
   }
   {
     absl::MutexLock lock(&topics_mu_);
@@ -387,7 +389,6 @@ absl::Status KafkaSink::Write(const EventMeta& meta, absl::string_view json) {
     case KafkaKey::kNone:
       break;
   }
-  static const std::string kSchema = absl::StrCat(kSchemaVersion);
   // Counted before it can complete (a delivery report may be served by the
   // poller before producev returns); uncounted if it is not accepted.
   produced_.fetch_add(1);
@@ -395,8 +396,8 @@ absl::Status KafkaSink::Write(const EventMeta& meta, absl::string_view json) {
       rk_, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
       RD_KAFKA_V_VALUE(const_cast<char*>(json.data()), json.size()),
       RD_KAFKA_V_KEY(key.empty() ? nullptr : key.data(), key.size()),
-      RD_KAFKA_V_HEADER("schema", kSchema.data(),
-                        static_cast<ssize_t>(kSchema.size())),
+      RD_KAFKA_V_HEADER("schema", schema_.data(),
+                        static_cast<ssize_t>(schema_.size())),
       RD_KAFKA_V_HEADER("type", meta.type.data(),
                         static_cast<ssize_t>(meta.type.size())),
       RD_KAFKA_V_END);
@@ -445,9 +446,7 @@ absl::Status KafkaSink::Close(absl::Duration deadline) {
                absl::FormatDuration(wait), ") were dropped");
   }
   LogInfo(CountersLine(), " (closed in ",
-          absl::FormatDuration(absl::Trunc(absl::Now() - start,
-                                           absl::Milliseconds(1))),
-          ")");
+          absl::ToInt64Milliseconds(absl::Now() - start), "ms)");
   return absl::OkStatus();
 }
 

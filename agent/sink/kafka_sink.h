@@ -147,6 +147,7 @@ class KafkaSink : public EventSink {
   std::string CountersLine() const;
 
   KafkaOptions options_;
+  const std::string schema_;  // the "schema" header: the event contract
   rd_kafka_t* rk_ = nullptr;
   rd_kafka_topic_t* topic_ = nullptr;  // options_.topic, unless by type
 
