@@ -29,6 +29,7 @@ constexpr LossCounter kLossCounters[] = {
     {EM_STAT_RB_DROP_EXEC, "exec events lost: ring buffer full"},
     {EM_STAT_RB_DROP_EXIT, "exit events lost: ring buffer full"},
     {EM_STAT_RB_DROP_FORK, "fork records lost: ring buffer full"},
+    {EM_STAT_RB_DROP_CGROUP, "cgroup records lost: ring buffer full"},
     {EM_STAT_PENDING_FULL, "execs sent without build ID: pending table full"},
     {EM_STAT_TW_SCHEDULE_FAIL, "execs sent without build ID: task_work failed"},
     {EM_STAT_PENDING_REPLACED, "pending resolutions replaced before running"},

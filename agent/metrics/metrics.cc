@@ -179,7 +179,7 @@ Metrics::Metrics(const BuildInfo& info)
   // Every type and known label value exists from the start, so rate()
   // and absent() behave from the first scrape.
   for (const char* t : {"exec", "exit", "snapshot", "sweep"}) events_->Add({{"type", t}});
-  for (const char* rec : {"exec", "exit", "fork"}) {
+  for (const char* rec : {"exec", "exit", "fork", "cgroup"}) {
     ringbuf_drops_->Add({{"record", rec}});
   }
   for (const KernelCounter& k : kKernelCounters) kernel_->Add({{"event", k.name}});
@@ -251,6 +251,7 @@ void Metrics::SetKernelStats(const std::vector<uint64_t>& s) {
   AdvanceTo(ringbuf_drops_->Add({{"record", "exec"}}), s[EM_STAT_RB_DROP_EXEC]);
   AdvanceTo(ringbuf_drops_->Add({{"record", "exit"}}), s[EM_STAT_RB_DROP_EXIT]);
   AdvanceTo(ringbuf_drops_->Add({{"record", "fork"}}), s[EM_STAT_RB_DROP_FORK]);
+  AdvanceTo(ringbuf_drops_->Add({{"record", "cgroup"}}), s[EM_STAT_RB_DROP_CGROUP]);
   for (const KernelCounter& k : kKernelCounters) {
     AdvanceTo(kernel_->Add({{"event", k.name}}), s[k.stat]);
   }
