@@ -154,6 +154,9 @@ absl::Status Agent::StartPodWatcher() {
   opts.node_name = options_.node;
   opts.cluster_name = options_.cluster;
   opts.include_annotations = options_.pod_annotations;
+  opts.logger = [](LogLevel level, absl::string_view message) {
+    Log(level, "kubernetes: ", message);
+  };
   auto watcher = k8s::PodWatcher::Create(*std::move(config), opts);
   if (!watcher.ok()) return watcher.status();
   if (absl::Status s = (*watcher)->Start(); !s.ok()) return s;

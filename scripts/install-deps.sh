@@ -7,6 +7,7 @@ PACKAGES=(
   # build
   cmake make g++ pkg-config clang llvm bpftool
   libbpf-dev libelf-dev zlib1g-dev libabsl-dev rapidjson-dev libyaml-cpp-dev
+  # libcurl also serves agent/k8s (the pod watcher's HTTP client)
   prometheus-cpp-dev libcivetweb-dev libcurl4-openssl-dev
   librdkafka-dev
   # tests: a real Prometheus server; real containers (podman + runc: crun
@@ -14,6 +15,9 @@ PACKAGES=(
   prometheus podman runc buildah busybox-static
   # tests
   libgtest-dev libgmock-dev python3 python3-pytest binutils util-linux
+  # tests/k8s: a real etcd for kube-apiserver (built from its Go module by
+  # tests/k8s/build_kube_apiserver.sh), etcdctl, openssl for test PKI
+  etcd-server etcd-client openssl
   # Kafka e2e tests: a real broker from Maven Central jars, kcat to consume
   default-jre-headless maven kcat
   # fuzzing (tests/fuzz): libFuzzer and the sanitizer runtimes for clang

@@ -17,6 +17,12 @@ echo "== end-to-end tests (real kernel, real BPF)"
 EXECMON_BUILD_DIR="$BUILD" python3 -m pytest -v tests/e2e \
   --junitxml="$REPORTS/e2e.xml" -p no:cacheprovider || status=1
 
+echo "== Kubernetes: pod watcher and agent against a real kube-apiserver + etcd"
+# One-time build of kube-apiserver from its Go module (~10 min), then cached.
+tests/k8s/build_kube_apiserver.sh >/dev/null || status=1
+EXECMON_BUILD_DIR="$BUILD" python3 -m pytest -v tests/k8s \
+  --junitxml="$REPORTS/k8s.xml" -p no:cacheprovider || status=1
+
 echo "== fuzzing the policy parser (libFuzzer, ${FUZZ_SECONDS:=60} s)"
 fuzz_failure=""
 if ! FUZZ_BUILD="$BUILD/fuzz" FUZZ_SECONDS="$FUZZ_SECONDS" bash tests/fuzz/run_fuzz.sh; then

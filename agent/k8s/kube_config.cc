@@ -41,7 +41,8 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   }
   std::ostringstream buf;
   buf << in.rdbuf();
-  if (in.bad()) return absl::UnavailableError(absl::StrCat("error reading ", path));
+  if (in.bad())
+    return absl::UnavailableError(absl::StrCat("error reading ", path));
   return buf.str();
 }
 
@@ -85,7 +86,8 @@ class ConfigErrors {
 
 // node[key] for a map node; an undefined node otherwise or when absent.
 YAML::Node Child(const YAML::Node& node, const char* key) {
-  if (!node.IsDefined() || !node.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+  if (!node.IsDefined() || !node.IsMap())
+    return YAML::Node(YAML::NodeType::Undefined);
   YAML::Node child = node[key];
   if (!child.IsDefined()) return YAML::Node(YAML::NodeType::Undefined);
   return child;
@@ -107,13 +109,15 @@ absl::StatusOr<bool> GetBool(const ConfigErrors& errors, const YAML::Node& node,
   if (!child.IsDefined() || child.IsNull()) return false;
   bool value = false;
   if (!child.IsScalar() || !YAML::convert<bool>::decode(child, value)) {
-    return errors.At(child, absl::StrCat("\"", key, "\" must be true or false"));
+    return errors.At(child,
+                     absl::StrCat("\"", key, "\" must be true or false"));
   }
   return value;
 }
 
 absl::StatusOr<std::string> DecodeData(const ConfigErrors& errors,
-                                       const YAML::Node& node, const char* key) {
+                                       const YAML::Node& node,
+                                       const char* key) {
   absl::StatusOr<std::string> encoded = GetString(errors, node, key);
   if (!encoded.ok() || encoded->empty()) return encoded;
   std::string stripped;
@@ -132,8 +136,7 @@ absl::StatusOr<std::string> DecodeData(const ConfigErrors& errors,
 // "contexts"): returns its `field` member (a map).
 absl::StatusOr<YAML::Node> FindNamed(const ConfigErrors& errors,
                                      const YAML::Node& root, const char* list,
-                                     const char* field,
-                                     absl::string_view name,
+                                     const char* field, absl::string_view name,
                                      absl::string_view referrer) {
   YAML::Node seq = Child(root, list);
   if (seq.IsDefined() && !seq.IsNull() && !seq.IsSequence()) {
@@ -142,8 +145,8 @@ absl::StatusOr<YAML::Node> FindNamed(const ConfigErrors& errors,
   if (seq.IsDefined() && seq.IsSequence()) {
     for (const YAML::Node& entry : seq) {
       if (!entry.IsMap()) {
-        return errors.At(entry, absl::StrCat("entries of \"", list,
-                                             "\" must be maps"));
+        return errors.At(
+            entry, absl::StrCat("entries of \"", list, "\" must be maps"));
       }
       absl::StatusOr<std::string> entry_name = GetString(errors, entry, "name");
       if (!entry_name.ok()) return entry_name.status();
@@ -159,34 +162,37 @@ absl::StatusOr<YAML::Node> FindNamed(const ConfigErrors& errors,
       return value;
     }
   }
-  return errors.At(
-      YAML::Mark::null_mark(),
-      absl::StrCat(referrer, " refers to ", field, " \"", name,
-                   "\", which is not in \"", list, "\""));
+  return errors.At(YAML::Mark::null_mark(),
+                   absl::StrCat(referrer, " refers to ", field, " \"", name,
+                                "\", which is not in \"", list, "\""));
 }
 
 std::string ServerFromHostPort(absl::string_view host, absl::string_view port) {
   bool v6 = absl::StrContains(host, ':') && !absl::StartsWith(host, "[");
-  return absl::StrCat("https://", v6 ? "[" : "", host, v6 ? "]" : "", ":", port);
+  return absl::StrCat("https://", v6 ? "[" : "", host, v6 ? "]" : "", ":",
+                      port);
 }
 
 absl::StatusOr<KubeConfig> ParseRoot(const ConfigErrors& errors,
                                      const YAML::Node& root,
                                      absl::string_view path,
                                      absl::string_view context_name) {
-  if (!root.IsDefined() || root.IsNull()) return errors.File("empty kubeconfig");
+  if (!root.IsDefined() || root.IsNull())
+    return errors.File("empty kubeconfig");
   if (!root.IsMap()) return errors.At(root, "a kubeconfig must be a map");
   absl::StatusOr<std::string> kind = GetString(errors, root, "kind");
   if (!kind.ok()) return kind.status();
   if (!kind->empty() && *kind != "Config") {
-    return errors.At(Child(root, "kind"),
-                     absl::StrCat("kind is \"", *kind, "\", expected \"Config\""));
+    return errors.At(
+        Child(root, "kind"),
+        absl::StrCat("kind is \"", *kind, "\", expected \"Config\""));
   }
 
   std::string context(context_name);
   std::string referrer = "--context";
   if (context.empty()) {
-    absl::StatusOr<std::string> current = GetString(errors, root, "current-context");
+    absl::StatusOr<std::string> current =
+        GetString(errors, root, "current-context");
     if (!current.ok()) return current.status();
     if (current->empty()) {
       return errors.File("no context given and no \"current-context\" set");
@@ -205,19 +211,20 @@ absl::StatusOr<KubeConfig> ParseRoot(const ConfigErrors& errors,
   absl::StatusOr<std::string> ns = GetString(errors, *ctx, "namespace");
   if (!ns.ok()) return ns.status();
   if (cluster_name->empty()) {
-    return errors.At(*ctx, absl::StrCat("context \"", context, "\" names no cluster"));
+    return errors.At(
+        *ctx, absl::StrCat("context \"", context, "\" names no cluster"));
   }
 
   KubeConfig config;
   config.namespace_name = ns->empty() ? "default" : *ns;
-  config.source = absl::StrCat(path.empty() ? "<kubeconfig>" : path,
-                               " context ", context);
+  config.source =
+      absl::StrCat(path.empty() ? "<kubeconfig>" : path, " context ", context);
   std::string base = DirName(path);
 
   // Cluster.
-  absl::StatusOr<YAML::Node> cluster = FindNamed(
-      errors, root, "clusters", "cluster", *cluster_name,
-      absl::StrCat("context \"", context, "\""));
+  absl::StatusOr<YAML::Node> cluster =
+      FindNamed(errors, root, "clusters", "cluster", *cluster_name,
+                absl::StrCat("context \"", context, "\""));
   if (!cluster.ok()) return cluster.status();
   absl::StatusOr<std::string> server = GetString(errors, *cluster, "server");
   if (!server.ok()) return server.status();
@@ -225,7 +232,8 @@ absl::StatusOr<KubeConfig> ParseRoot(const ConfigErrors& errors,
     return errors.At(*cluster, absl::StrCat("cluster \"", *cluster_name,
                                             "\" has no \"server\""));
   }
-  if (!absl::StartsWith(*server, "https://") && !absl::StartsWith(*server, "http://")) {
+  if (!absl::StartsWith(*server, "https://") &&
+      !absl::StartsWith(*server, "http://")) {
     return errors.At(Child(*cluster, "server"),
                      absl::StrCat("server \"", *server,
                                   "\" must be an http:// or https:// URL"));
@@ -238,8 +246,9 @@ absl::StatusOr<KubeConfig> ParseRoot(const ConfigErrors& errors,
       DecodeData(errors, *cluster, "certificate-authority-data");
   if (!ca_data.ok()) return ca_data.status();
   if (!ca_file->empty() && !ca_data->empty()) {
-    return errors.At(*cluster, "certificate-authority and "
-                               "certificate-authority-data are both set");
+    return errors.At(*cluster,
+                     "certificate-authority and "
+                     "certificate-authority-data are both set");
   }
   config.ca_file = Resolve(base, *ca_file);
   config.ca_data = *std::move(ca_data);
@@ -249,15 +258,16 @@ absl::StatusOr<KubeConfig> ParseRoot(const ConfigErrors& errors,
   config.insecure_skip_tls_verify = *insecure;
   if (config.insecure_skip_tls_verify &&
       (!config.ca_file.empty() || !config.ca_data.empty())) {
-    return errors.At(*cluster, "insecure-skip-tls-verify cannot be combined "
-                               "with a certificate authority");
+    return errors.At(*cluster,
+                     "insecure-skip-tls-verify cannot be combined "
+                     "with a certificate authority");
   }
 
   // User (optional: anonymous access).
   if (user_name->empty()) return config;
-  absl::StatusOr<YAML::Node> user = FindNamed(
-      errors, root, "users", "user", *user_name,
-      absl::StrCat("context \"", context, "\""));
+  absl::StatusOr<YAML::Node> user =
+      FindNamed(errors, root, "users", "user", *user_name,
+                absl::StrCat("context \"", context, "\""));
   if (!user.ok()) return user.status();
 
   absl::StatusOr<std::string> cert_file =
@@ -272,8 +282,9 @@ absl::StatusOr<KubeConfig> ParseRoot(const ConfigErrors& errors,
       DecodeData(errors, *user, "client-key-data");
   if (!key_data.ok()) return key_data.status();
   if (!cert_file->empty() && !cert_data->empty()) {
-    return errors.At(*user, "client-certificate and client-certificate-data "
-                            "are both set");
+    return errors.At(*user,
+                     "client-certificate and client-certificate-data "
+                     "are both set");
   }
   if (!key_file->empty() && !key_data->empty()) {
     return errors.At(*user, "client-key and client-key-data are both set");
@@ -281,8 +292,9 @@ absl::StatusOr<KubeConfig> ParseRoot(const ConfigErrors& errors,
   bool has_cert = !cert_file->empty() || !cert_data->empty();
   bool has_key = !key_file->empty() || !key_data->empty();
   if (has_cert != has_key) {
-    return errors.At(*user, has_cert ? "client certificate given without a client key"
-                                     : "client key given without a client certificate");
+    return errors.At(
+        *user, has_cert ? "client certificate given without a client key"
+                        : "client key given without a client certificate");
   }
   config.client_cert_file = Resolve(base, *cert_file);
   config.client_cert_data = *std::move(cert_data);
@@ -291,7 +303,8 @@ absl::StatusOr<KubeConfig> ParseRoot(const ConfigErrors& errors,
 
   absl::StatusOr<std::string> token = GetString(errors, *user, "token");
   if (!token.ok()) return token.status();
-  absl::StatusOr<std::string> token_file = GetString(errors, *user, "tokenFile");
+  absl::StatusOr<std::string> token_file =
+      GetString(errors, *user, "tokenFile");
   if (!token_file.ok()) return token_file.status();
   config.token = *token;
   config.token_file = Resolve(base, *token_file);
@@ -376,7 +389,8 @@ absl::StatusOr<KubeConfig> LoadInClusterConfig() {
 
 absl::StatusOr<KubeConfig> LoadDefaultConfig(const std::string& kubeconfig_path,
                                              absl::string_view context) {
-  if (!kubeconfig_path.empty()) return LoadKubeConfigFile(kubeconfig_path, context);
+  if (!kubeconfig_path.empty())
+    return LoadKubeConfigFile(kubeconfig_path, context);
   const char* host = getenv("KUBERNETES_SERVICE_HOST");
   if (host != nullptr && *host != '\0' && context.empty()) {
     return LoadInClusterConfig();
@@ -413,7 +427,8 @@ absl::StatusOr<std::string> BearerToken::Get() {
         absl::StrCat("token file ", file_, ": ", strerror(err)));
   }
   if (valid_ && st.st_dev == dev_ && st.st_ino == ino_ && st.st_size == size_ &&
-      st.st_mtim.tv_sec == mtime_.tv_sec && st.st_mtim.tv_nsec == mtime_.tv_nsec) {
+      st.st_mtim.tv_sec == mtime_.tv_sec &&
+      st.st_mtim.tv_nsec == mtime_.tv_nsec) {
     return cached_;
   }
   absl::StatusOr<std::string> text = ReadFile(file_);

@@ -40,9 +40,9 @@ namespace k8s {
 namespace {
 
 // Bounds on what the server may make us hold.
-constexpr size_t kMaxListBody = 256u << 20;   // one LIST page
-constexpr size_t kMaxWatchLine = 16u << 20;   // one watch event
-constexpr size_t kMaxErrorBody = 64u << 10;   // an error response
+constexpr size_t kMaxListBody = 256u << 20;  // one LIST page
+constexpr size_t kMaxWatchLine = 16u << 20;  // one watch event
+constexpr size_t kMaxErrorBody = 64u << 10;  // an error response
 constexpr absl::string_view kMirrorAnnotation = "kubernetes.io/config.mirror";
 
 // ---------------------------------------------------------------------------
@@ -68,8 +68,9 @@ std::map<std::string, std::string> StringMap(const rapidjson::Value* v) {
   if (v == nullptr || !v->IsObject()) return out;
   for (auto it = v->MemberBegin(); it != v->MemberEnd(); ++it) {
     if (!it->value.IsString()) continue;
-    out.emplace(std::string(it->name.GetString(), it->name.GetStringLength()),
-                std::string(it->value.GetString(), it->value.GetStringLength()));
+    out.emplace(
+        std::string(it->name.GetString(), it->name.GetStringLength()),
+        std::string(it->value.GetString(), it->value.GetStringLength()));
   }
   return out;
 }
@@ -103,7 +104,8 @@ void AddContainerStatuses(const rapidjson::Value* statuses,
     // The previous instance of a restarted container: its processes may
     // still be reporting.
     const rapidjson::Value* last = Member(s, "lastState");
-    const rapidjson::Value* terminated = last ? Member(*last, "terminated") : nullptr;
+    const rapidjson::Value* terminated =
+        last ? Member(*last, "terminated") : nullptr;
     if (terminated != nullptr) {
       absl::StatusOr<ContainerId> prev =
           ParseContainerId(StrAt(*terminated, "containerID"));
@@ -120,7 +122,8 @@ void AddContainerStatuses(const rapidjson::Value* statuses,
 
 absl::StatusOr<PodInfo> ParsePodValue(const rapidjson::Value& obj,
                                       bool include_annotations) {
-  if (!obj.IsObject()) return absl::InvalidArgumentError("pod is not an object");
+  if (!obj.IsObject())
+    return absl::InvalidArgumentError("pod is not an object");
   const rapidjson::Value* meta = Member(obj, "metadata");
   if (meta == nullptr || !meta->IsObject()) {
     return absl::InvalidArgumentError("pod has no metadata");
@@ -129,7 +132,8 @@ absl::StatusOr<PodInfo> ParsePodValue(const rapidjson::Value& obj,
   pod.uid = StrAt(*meta, "uid");
   pod.name = StrAt(*meta, "name");
   if (pod.uid.empty() || pod.name.empty()) {
-    return absl::InvalidArgumentError("pod has no metadata.uid or metadata.name");
+    return absl::InvalidArgumentError(
+        "pod has no metadata.uid or metadata.name");
   }
   pod.namespace_name = StrAt(*meta, "namespace");
   pod.resource_version = StrAt(*meta, "resourceVersion");
@@ -161,8 +165,10 @@ absl::StatusOr<PodInfo> ParsePodValue(const rapidjson::Value& obj,
   const rapidjson::Value* status = Member(obj, "status");
   if (status != nullptr) {
     pod.phase = StrAt(*status, "phase");
-    AddContainerStatuses(Member(*status, "initContainerStatuses"), "init", &pod);
-    AddContainerStatuses(Member(*status, "containerStatuses"), "container", &pod);
+    AddContainerStatuses(Member(*status, "initContainerStatuses"), "init",
+                         &pod);
+    AddContainerStatuses(Member(*status, "containerStatuses"), "container",
+                         &pod);
     AddContainerStatuses(Member(*status, "ephemeralContainerStatuses"),
                          "ephemeral", &pod);
   }
@@ -180,7 +186,8 @@ std::string PercentEncode(absl::string_view s) {
   static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : s) {
-    if (absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+    if (absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' ||
+        c == '~') {
       out += static_cast<char>(c);
     } else {
       out += '%';
@@ -302,10 +309,12 @@ absl::StatusOr<PodListPage> PodStore::ParseListPage(absl::string_view json,
   rapidjson::Document doc;
   absl::Status s = ParseJson(json, &doc);
   if (!s.ok()) return s;
-  if (!doc.IsObject()) return absl::InvalidArgumentError("list is not an object");
+  if (!doc.IsObject())
+    return absl::InvalidArgumentError("list is not an object");
   std::string kind = StrAt(doc, "kind");
   if (!kind.empty() && kind != "PodList") {
-    return absl::InvalidArgumentError(absl::StrCat("expected a PodList, got ", kind));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected a PodList, got ", kind));
   }
   PodListPage page;
   const rapidjson::Value* meta = Member(doc, "metadata");
@@ -315,7 +324,8 @@ absl::StatusOr<PodListPage> PodStore::ParseListPage(absl::string_view json,
   }
   const rapidjson::Value* items = Member(doc, "items");
   if (items != nullptr && !items->IsNull()) {
-    if (!items->IsArray()) return absl::InvalidArgumentError("items is not a list");
+    if (!items->IsArray())
+      return absl::InvalidArgumentError("items is not a list");
     for (const rapidjson::Value& item : items->GetArray()) {
       absl::StatusOr<PodInfo> pod = ParsePodValue(item, include_annotations);
       if (!pod.ok()) {
@@ -342,12 +352,13 @@ void PodStore::ReplaceAll(std::vector<PodInfo> pods, absl::Time now) {
   changed_.SignalAll();
 }
 
-absl::StatusOr<WatchEventResult> PodStore::ApplyWatchEvent(absl::string_view line,
-                                                           absl::Time now) {
+absl::StatusOr<WatchEventResult> PodStore::ApplyWatchEvent(
+    absl::string_view line, absl::Time now) {
   rapidjson::Document doc;
   absl::Status s = ParseJson(line, &doc);
   if (!s.ok()) return s;
-  if (!doc.IsObject()) return absl::InvalidArgumentError("watch event is not an object");
+  if (!doc.IsObject())
+    return absl::InvalidArgumentError("watch event is not an object");
   std::string type = StrAt(doc, "type");
   const rapidjson::Value* object = Member(doc, "object");
   if (object == nullptr || !object->IsObject()) {
@@ -360,7 +371,8 @@ absl::StatusOr<WatchEventResult> PodStore::ApplyWatchEvent(absl::string_view lin
     const rapidjson::Value* code = Member(*object, "code");
     if (code != nullptr && code->IsInt()) result.error_code = code->GetInt();
     result.error_message = StrAt(*object, "message");
-    if (result.error_message.empty()) result.error_message = StrAt(*object, "reason");
+    if (result.error_message.empty())
+      result.error_message = StrAt(*object, "reason");
     return result;
   }
   const rapidjson::Value* meta = Member(*object, "metadata");
@@ -373,14 +385,16 @@ absl::StatusOr<WatchEventResult> PodStore::ApplyWatchEvent(absl::string_view lin
     return absl::InvalidArgumentError(
         absl::StrCat("unknown watch event type \"", type, "\""));
   }
-  absl::StatusOr<PodInfo> pod = ParsePodValue(*object, options_.include_annotations);
+  absl::StatusOr<PodInfo> pod =
+      ParsePodValue(*object, options_.include_annotations);
   if (!pod.ok()) return pod.status();
   absl::MutexLock lock(&mu_);
   if (type == "DELETED") {
     result.type = WatchEventType::kDeleted;
     RemoveLocked(pod->uid, now);
   } else {
-    result.type = type == "ADDED" ? WatchEventType::kAdded : WatchEventType::kModified;
+    result.type =
+        type == "ADDED" ? WatchEventType::kAdded : WatchEventType::kModified;
     if (!options_.node_name.empty() && pod->node_name != options_.node_name) {
       RemoveLocked(pod->uid, now);  // not ours (any more)
     } else {
@@ -394,7 +408,8 @@ absl::StatusOr<WatchEventResult> PodStore::ApplyWatchEvent(absl::string_view lin
 
 void PodStore::Upsert(PodInfo pod, absl::Time now) {
   absl::MutexLock lock(&mu_);
-  if (!options_.node_name.empty() && pod.node_name != options_.node_name) return;
+  if (!options_.node_name.empty() && pod.node_name != options_.node_name)
+    return;
   UpsertLocked(std::move(pod), now);
   ExpireLocked(now);
   changed_.SignalAll();
@@ -414,7 +429,8 @@ void PodStore::ExpireTombstones(absl::Time now) {
 
 void PodStore::UpsertLocked(PodInfo pod, absl::Time now) {
   (void)now;
-  if (!options_.node_name.empty() && pod.node_name != options_.node_name) return;
+  if (!options_.node_name.empty() && pod.node_name != options_.node_name)
+    return;
   pod.cluster = options_.cluster_name;
   auto it = pods_.find(pod.uid);
   if (it != pods_.end()) {
@@ -463,7 +479,8 @@ void PodStore::ExpireLocked(absl::Time now) {
   }
 }
 
-const PodInfo* PodStore::FindLocked(absl::string_view uid, absl::Time now) const {
+const PodInfo* PodStore::FindLocked(absl::string_view uid,
+                                    absl::Time now) const {
   std::string key = NormalizeUid(uid);
   auto it = pods_.find(key);
   if (it == pods_.end()) {
@@ -473,7 +490,8 @@ const PodInfo* PodStore::FindLocked(absl::string_view uid, absl::Time now) const
     if (it == pods_.end()) return nullptr;
   }
   const PodInfo& pod = it->second;
-  if (pod.deleted && pod.deleted_at + options_.tombstone_ttl <= now) return nullptr;
+  if (pod.deleted && pod.deleted_at + options_.tombstone_ttl <= now)
+    return nullptr;
   return &pod;
 }
 
@@ -517,7 +535,8 @@ void PodStore::Shutdown() {
   changed_.SignalAll();
 }
 
-std::vector<PodInfo> PodStore::Pods(bool include_tombstones, absl::Time now) const {
+std::vector<PodInfo> PodStore::Pods(bool include_tombstones,
+                                    absl::Time now) const {
   std::vector<PodInfo> out;
   {
     absl::ReaderMutexLock lock(&mu_);
@@ -530,7 +549,8 @@ std::vector<PodInfo> PodStore::Pods(bool include_tombstones, absl::Time now) con
     }
   }
   std::sort(out.begin(), out.end(), [](const PodInfo& a, const PodInfo& b) {
-    if (a.namespace_name != b.namespace_name) return a.namespace_name < b.namespace_name;
+    if (a.namespace_name != b.namespace_name)
+      return a.namespace_name < b.namespace_name;
     if (a.name != b.name) return a.name < b.name;
     return a.uid < b.uid;
   });
@@ -559,17 +579,20 @@ size_t PodStore::containers() const {
 class PodWatcher::Http {
  public:
   struct Result {
-    long status = 0;          // HTTP status, 0 when none was received
-    std::string body;         // unless streamed to on_data (status 200)
-    std::string error;        // transport error, "" when the transfer ended well
-    bool stopped = false;     // aborted because of Stop()
-    bool restarted = false;   // aborted because of RestartWatchForTesting()
+    long status = 0;         // HTTP status, 0 when none was received
+    std::string body;        // unless streamed to on_data (status 200)
+    std::string error;       // transport error, "" when the transfer ended well
+    bool stopped = false;    // aborted because of Stop()
+    bool restarted = false;  // aborted because of RestartWatchForTesting()
     bool consumer_aborted = false;  // on_data returned false
   };
 
   Http(const KubeConfig& config, const PodWatcherOptions& options,
        BearerToken* token, std::atomic<bool>* stop, std::atomic<bool>* restart)
-      : config_(config), options_(options), token_(token), stop_(stop),
+      : config_(config),
+        options_(options),
+        token_(token),
+        stop_(stop),
         restart_(restart) {}
   ~Http() {
     if (curl_ != nullptr) curl_easy_cleanup(curl_);
@@ -610,8 +633,9 @@ class PodWatcher::Http {
     curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl_, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(curl_, CURLOPT_USERAGENT, options_.user_agent.c_str());
-    curl_easy_setopt(curl_, CURLOPT_CONNECTTIMEOUT_MS,
-                     static_cast<long>(absl::ToInt64Milliseconds(options_.connect_timeout)));
+    curl_easy_setopt(
+        curl_, CURLOPT_CONNECTTIMEOUT_MS,
+        static_cast<long>(absl::ToInt64Milliseconds(options_.connect_timeout)));
     curl_easy_setopt(curl_, CURLOPT_TIMEOUT_MS,
                      static_cast<long>(absl::ToInt64Milliseconds(timeout)));
     curl_easy_setopt(curl_, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -626,8 +650,8 @@ class PodWatcher::Http {
     }
     curl_blob ca_blob, cert_blob, key_blob;
     if (!config_.ca_data.empty()) {
-      ca_blob = {const_cast<char*>(config_.ca_data.data()), config_.ca_data.size(),
-                 CURL_BLOB_COPY};
+      ca_blob = {const_cast<char*>(config_.ca_data.data()),
+                 config_.ca_data.size(), CURL_BLOB_COPY};
       curl_easy_setopt(curl_, CURLOPT_CAINFO_BLOB, &ca_blob);
     } else if (!config_.ca_file.empty()) {
       curl_easy_setopt(curl_, CURLOPT_CAINFO, config_.ca_file.c_str());
@@ -638,7 +662,8 @@ class PodWatcher::Http {
       curl_easy_setopt(curl_, CURLOPT_SSLCERT_BLOB, &cert_blob);
       curl_easy_setopt(curl_, CURLOPT_SSLCERTTYPE, "PEM");
     } else if (!config_.client_cert_file.empty()) {
-      curl_easy_setopt(curl_, CURLOPT_SSLCERT, config_.client_cert_file.c_str());
+      curl_easy_setopt(curl_, CURLOPT_SSLCERT,
+                       config_.client_cert_file.c_str());
       curl_easy_setopt(curl_, CURLOPT_SSLCERTTYPE, "PEM");
     }
     if (!config_.client_key_data.empty()) {
@@ -808,20 +833,22 @@ absl::StatusOr<std::unique_ptr<PodWatcher>> PodWatcher::Create(
         "pod watcher: timeouts must be positive (watch_timeout >= 1s)");
   }
   if (options.list_page_size <= 0) options.list_page_size = 500;
-  for (const std::string* f : {&config.ca_file, &config.client_cert_file,
-                               &config.client_key_file}) {
+  for (const std::string* f :
+       {&config.ca_file, &config.client_cert_file, &config.client_key_file}) {
     if (!f->empty() && !FileReadable(*f)) {
       return absl::FailedPreconditionError(
           absl::StrCat("pod watcher: cannot read ", *f));
     }
   }
-  std::call_once(curl_init_once,
-                 [] { curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT); });
+  std::call_once(curl_init_once, [] {
+    curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+  });
   if (curl_init_result != CURLE_OK) {
-    return absl::InternalError(absl::StrCat("curl_global_init: ",
-                                            curl_easy_strerror(curl_init_result)));
+    return absl::InternalError(absl::StrCat(
+        "curl_global_init: ", curl_easy_strerror(curl_init_result)));
   }
-  std::unique_ptr<PodWatcher> w(new PodWatcher(std::move(config), std::move(options)));
+  std::unique_ptr<PodWatcher> w(
+      new PodWatcher(std::move(config), std::move(options)));
   // The token must be readable now (it is re-read whenever it changes).
   absl::StatusOr<std::string> token = w->token_.Get();
   if (!token.ok()) {
@@ -839,7 +866,8 @@ PodWatcher::~PodWatcher() { Stop(); }
 
 absl::Status PodWatcher::Start() {
   absl::MutexLock lock(&mu_);
-  if (started_) return absl::FailedPreconditionError("pod watcher already started");
+  if (started_)
+    return absl::FailedPreconditionError("pod watcher already started");
   if (stopped_) return absl::FailedPreconditionError("pod watcher stopped");
   started_ = true;
   thread_ = std::thread([this] { Run(); });
@@ -908,7 +936,8 @@ std::string PodWatcher::PodsUrl(bool watch, absl::string_view resource_version,
   return url;
 }
 
-absl::StatusOr<std::string> PodWatcher::ListAll(bool consistent, bool* expired) {
+absl::StatusOr<std::string> PodWatcher::ListAll(bool consistent,
+                                                bool* expired) {
   *expired = false;
   std::vector<PodInfo> pods;
   std::string continue_token;
@@ -942,7 +971,8 @@ absl::StatusOr<std::string> PodWatcher::ListAll(bool consistent, bool* expired) 
     absl::StatusOr<PodListPage> page =
         PodStore::ParseListPage(r.body, options_.include_annotations);
     if (!page.ok()) {
-      return absl::DataLossError(absl::StrCat("list pods: ", page.status().message()));
+      return absl::DataLossError(
+          absl::StrCat("list pods: ", page.status().message()));
     }
     {
       absl::MutexLock lock(&mu_);
@@ -981,7 +1011,6 @@ PodWatcher::WatchEnd PodWatcher::Watch(std::string* resource_version,
   std::string url = PodsUrl(true, *resource_version, "", timeout);
 
   WatchEnd outcome = WatchEnd::kClosed;
-  bool failed_in_stream = false;
   std::string buffer;
   std::function<void(long)> on_headers = [&](long status) {
     if (status != 200) return;
@@ -990,59 +1019,60 @@ PodWatcher::WatchEnd PodWatcher::Watch(std::string* resource_version,
     ++counters_.watches;
     if (resumed) ++counters_.watch_restarts;
   };
-  std::function<bool(absl::string_view)> on_data = [&](absl::string_view chunk) {
-    buffer.append(chunk.data(), chunk.size());
-    size_t start = 0;
-    size_t nl;
-    while ((nl = buffer.find('\n', start)) != std::string::npos) {
-      absl::string_view line =
-          absl::StripAsciiWhitespace(absl::string_view(buffer).substr(start, nl - start));
-      start = nl + 1;
-      if (line.empty()) continue;
-      absl::StatusOr<WatchEventResult> ev = store_.ApplyWatchEvent(line, absl::Now());
-      if (!ev.ok()) {
-        RecordError(absl::StrCat("watch: bad event: ", ev.status().message()));
-        outcome = WatchEnd::kFailed;
-        failed_in_stream = true;
-        return false;
-      }
-      if (ev->type == WatchEventType::kError) {
-        if (ev->error_code == 410) {
-          Logf(LogLevel::kInfo, absl::StrCat("watch: resourceVersion expired (",
-                                             ev->error_message, "): relisting"));
-          outcome = WatchEnd::kExpired;
-        } else {
-          RecordError(absl::StrCat("watch: error event ", ev->error_code, ": ",
-                                   ev->error_message));
-          outcome = WatchEnd::kFailed;
-          failed_in_stream = true;
+  std::function<bool(absl::string_view)> on_data =
+      [&](absl::string_view chunk) {
+        buffer.append(chunk.data(), chunk.size());
+        size_t start = 0;
+        size_t nl;
+        while ((nl = buffer.find('\n', start)) != std::string::npos) {
+          absl::string_view line = absl::StripAsciiWhitespace(
+              absl::string_view(buffer).substr(start, nl - start));
+          start = nl + 1;
+          if (line.empty()) continue;
+          absl::StatusOr<WatchEventResult> ev =
+              store_.ApplyWatchEvent(line, absl::Now());
+          if (!ev.ok()) {
+            RecordError(
+                absl::StrCat("watch: bad event: ", ev.status().message()));
+            outcome = WatchEnd::kFailed;
+            return false;
+          }
+          if (ev->type == WatchEventType::kError) {
+            if (ev->error_code == 410) {
+              Logf(LogLevel::kInfo,
+                   absl::StrCat("watch: resourceVersion expired (",
+                                ev->error_message, "): relisting"));
+              outcome = WatchEnd::kExpired;
+            } else {
+              RecordError(absl::StrCat("watch: error event ", ev->error_code,
+                                       ": ", ev->error_message));
+              outcome = WatchEnd::kFailed;
+            }
+            return false;
+          }
+          absl::MutexLock lock(&mu_);
+          if (ev->type == WatchEventType::kBookmark) {
+            ++counters_.bookmarks;
+          } else {
+            ++counters_.events;
+            *got_events = true;
+          }
+          if (!ev->resource_version.empty()) {
+            *resource_version = ev->resource_version;
+            counters_.resource_version = ev->resource_version;
+          }
         }
-        return false;
-      }
-      absl::MutexLock lock(&mu_);
-      if (ev->type == WatchEventType::kBookmark) {
-        ++counters_.bookmarks;
-      } else {
-        ++counters_.events;
-        *got_events = true;
-      }
-      if (!ev->resource_version.empty()) {
-        *resource_version = ev->resource_version;
-        counters_.resource_version = ev->resource_version;
-      }
-    }
-    buffer.erase(0, start);
-    if (buffer.size() > kMaxWatchLine) {
-      RecordError("watch: event larger than 16 MiB");
-      outcome = WatchEnd::kFailed;
-      failed_in_stream = true;
-      return false;
-    }
-    return true;
-  };
+        buffer.erase(0, start);
+        if (buffer.size() > kMaxWatchLine) {
+          RecordError("watch: event larger than 16 MiB");
+          outcome = WatchEnd::kFailed;
+          return false;
+        }
+        return true;
+      };
 
-  Http::Result r = http_->Get(url, timeout + absl::Seconds(30), true, on_headers,
-                              on_data, kMaxErrorBody);
+  Http::Result r = http_->Get(url, timeout + absl::Seconds(30), true,
+                              on_headers, on_data, kMaxErrorBody);
   if (r.stopped || stopping()) return WatchEnd::kStopped;
   if (r.restarted) {
     restart_watch_.store(false);
@@ -1063,7 +1093,6 @@ PodWatcher::WatchEnd PodWatcher::Watch(std::string* resource_version,
                              StatusMessage(r.body)));
     return WatchEnd::kFailed;
   }
-  (void)failed_in_stream;
   return WatchEnd::kClosed;  // the server ended it (timeoutSeconds)
 }
 
@@ -1158,7 +1187,8 @@ void PodWatcher::Run() {
     if (end == WatchEnd::kClosed) {
       // The server ended the watch (timeoutSeconds): resume at once, unless
       // it ended at once, which must not become a busy loop.
-      if (!progressed && absl::Now() - started < absl::Seconds(1) && !backoff()) break;
+      if (!progressed && absl::Now() - started < absl::Seconds(1) && !backoff())
+        break;
       continue;
     }
     // kFailed: resume from the same resourceVersion after a delay.

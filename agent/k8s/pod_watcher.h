@@ -79,11 +79,11 @@ Workload ResolveWorkload(absl::string_view pod_name,
 struct ContainerMeta {
   std::string pod_uid;
   std::string container_name;
-  std::string image;     // as the runtime reports it (status.*.image)
-  std::string image_id;  // status.*.imageID (usually repo@sha256:...)
-  std::string runtime;   // from the containerID scheme
+  std::string image;         // as the runtime reports it (status.*.image)
+  std::string image_id;      // status.*.imageID (usually repo@sha256:...)
+  std::string runtime;       // from the containerID scheme
   std::string container_id;  // bare ID
-  std::string type;      // "container", "init" or "ephemeral"
+  std::string type;          // "container", "init" or "ephemeral"
   // An earlier instance of a restarted container (lastState.terminated).
   bool previous = false;
 };
@@ -185,10 +185,12 @@ class PodStore {
   size_t containers() const;
 
  private:
-  void UpsertLocked(PodInfo pod, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UpsertLocked(PodInfo pod, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveLocked(const std::string& uid, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void DropContainersLocked(const PodInfo& pod) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DropContainersLocked(const PodInfo& pod)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const PodInfo* FindLocked(absl::string_view uid, absl::Time now) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
@@ -200,7 +202,8 @@ class PodStore {
   absl::flat_hash_map<std::string, PodInfo> pods_ ABSL_GUARDED_BY(mu_);
   // Static pods: kubelet-side UID -> mirror pod UID.
   absl::flat_hash_map<std::string, std::string> mirrors_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, ContainerMeta> containers_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, ContainerMeta> containers_
+      ABSL_GUARDED_BY(mu_);
   size_t tombstones_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
@@ -231,10 +234,10 @@ struct PodWatcherOptions {
 };
 
 enum class PodWatcherState {
-  kIdle,     // not started
-  kListing,  // LIST in progress
-  kWatching, // a watch stream is open (HTTP 200 received)
-  kBackoff,  // waiting before a retry after an error
+  kIdle,      // not started
+  kListing,   // LIST in progress
+  kWatching,  // a watch stream is open (HTTP 200 received)
+  kBackoff,   // waiting before a retry after an error
   kStopped,
 };
 absl::string_view PodWatcherStateName(PodWatcherState state);
@@ -248,11 +251,11 @@ struct PodWatcherCounters {
   uint64_t errors = 0;          // failed requests, bad responses, error events
   uint64_t events = 0;          // ADDED/MODIFIED/DELETED applied
   uint64_t bookmarks = 0;
-  uint64_t pods = 0;            // live pods known now
-  uint64_t tombstones = 0;      // deleted pods still kept
-  uint64_t containers = 0;      // container IDs known now
-  std::string last_error;       // the most recent error, "" if none yet
-  std::string resource_version; // the last one seen
+  uint64_t pods = 0;             // live pods known now
+  uint64_t tombstones = 0;       // deleted pods still kept
+  uint64_t containers = 0;       // container IDs known now
+  std::string last_error;        // the most recent error, "" if none yet
+  std::string resource_version;  // the last one seen
 };
 
 class PodWatcher {
