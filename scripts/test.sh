@@ -23,6 +23,9 @@ tests/k8s/build_kube_apiserver.sh >/dev/null || status=1
 EXECMON_BUILD_DIR="$BUILD" python3 -m pytest -v tests/k8s \
   --junitxml="$REPORTS/k8s.xml" -p no:cacheprovider || status=1
 
+echo "== deployment: Helm chart (helm, kubeconform, real apiserver dry-run), image recipe, systemd"
+EXECMON_BUILD_DIR="$BUILD" tests/deploy/run.sh || status=1
+
 echo "== fuzzing the policy parser (libFuzzer, ${FUZZ_SECONDS:=60} s)"
 fuzz_failure=""
 if ! FUZZ_BUILD="$BUILD/fuzz" FUZZ_SECONDS="$FUZZ_SECONDS" bash tests/fuzz/run_fuzz.sh; then
