@@ -319,10 +319,6 @@ void Agent::HandleExec(ExecEvent e) {
   if (parent != nullptr) parent_copy = *parent;
   const ProcessInfo& self = table_.OnExec(e);
   VerdictView verdict = ViewOf(e.verdict, e.build_id);
-  if (metrics_) {
-    metrics_->OnExec(e, verdict.decision, verdict.action,
-                     verdict.mode ? verdict.mode : "");
-  }
   WaitingExec w;
   const ContainerRef* container = ContainerOf(e.cgroup_id);
   if (container != nullptr) w.container = *container;
@@ -330,6 +326,13 @@ void Agent::HandleExec(ExecEvent e) {
   w.parent = std::move(parent_copy);
   w.verdict = verdict;
   absl::optional<PodMeta> pod = LookupPod(w.container);
+  if (metrics_) {
+    // The pod as known now (a pod described later still counts as "").
+    metrics_->OnExec(e, verdict.decision,
+                     verdict.action, verdict.mode ? verdict.mode : "",
+                     pod ? absl::string_view(pod->namespace_name) : "",
+                     pod ? absl::string_view(pod->workload) : "");
+  }
   bool complete = pod.has_value() &&
                   (!w.container.in_container() || !pod->container_name.empty());
   // In a pod the API has not described yet: wait (bounded) for it, without

@@ -185,13 +185,18 @@ Metrics::Metrics(const BuildInfo& info)
   for (const KernelCounter& k : kKernelCounters) kernel_->Add({{"event", k.name}});
   // Verdicts that can happen, so the first deny or kill is an increase
   // from 0 rather than a new series (which increase() cannot see).
+  // (Host processes: empty namespace and workload.)
+  auto verdict = [this](const char* d, const char* a, const char* m) {
+    verdicts_->Add({{"decision", d}, {"action", a}, {"mode", m},
+                    {"namespace", ""}, {"workload", ""}});
+  };
   for (const char* mode : {"audit", "enforce"}) {
-    verdicts_->Add({{"decision", "deny"}, {"action", "alert"}, {"mode", mode}});
-    verdicts_->Add({{"decision", "allow"}, {"action", "none"}, {"mode", mode}});
+    verdict("deny", "alert", mode);
+    verdict("allow", "none", mode);
   }
-  verdicts_->Add({{"decision", "deny"}, {"action", "kill"}, {"mode", "enforce"}});
-  verdicts_->Add({{"decision", "allow"}, {"action", "none"}, {"mode", "none"}});
-  verdicts_->Add({{"decision", "unknown"}, {"action", "none"}, {"mode", "none"}});
+  verdict("deny", "kill", "enforce");
+  verdict("allow", "none", "none");
+  verdict("unknown", "none", "none");
   for (const char* a : {"alert", "kill"}) sweep_->Add({{"action", a}});
 }
 
@@ -217,16 +222,21 @@ void Metrics::OnEvent(absl::string_view type) {
 }
 
 void Metrics::OnExec(const ExecEvent& e, absl::string_view decision,
-                     absl::string_view action, absl::string_view mode) {
+                     absl::string_view action, absl::string_view mode,
+                     absl::string_view ns, absl::string_view workload) {
   verdicts_
       ->Add({{"decision", std::string(decision)},
              {"action", std::string(action)},
-             {"mode", mode.empty() ? "none" : std::string(mode)}})
+             {"mode", mode.empty() ? "none" : std::string(mode)},
+             {"namespace", std::string(ns)},
+             {"workload", std::string(workload)}})
       .Increment();
   const char* source = BuildIdSourceName(e.build_id.source);
   build_ids_
       ->Add({{"source", source},
-             {"result", e.build_id.error == 0 ? "ok" : BuildIdErrorName(e.build_id.error)}})
+             {"result", e.build_id.error == 0 ? "ok" : BuildIdErrorName(e.build_id.error)},
+             {"namespace", std::string(ns)},
+             {"workload", std::string(workload)}})
       .Increment();
   if (e.resolved_ns >= e.ktime_ns && e.resolved_ns != 0) {
     resolution_->Add({{"source", source}}, kResolutionBuckets)

@@ -38,8 +38,11 @@ class Metrics {
   // One event handed to the sinks.
   void OnEvent(absl::string_view type);
   // An exec, with its verdict as shown in the event.
+  // namespace and workload are the pod's ("" outside pods, or while the
+  // pod is unknown): bounded by the pods of one node.
   void OnExec(const ExecEvent& e, absl::string_view decision,
-              absl::string_view action, absl::string_view mode);
+              absl::string_view action, absl::string_view mode,
+              absl::string_view ns = "", absl::string_view workload = "");
   void OnSweep(absl::string_view action);
   void SetDecodeErrors(uint64_t total);
   void OnSinkError(absl::string_view sink);
