@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# Installs what building and testing execmon needs, from Debian 12 packages.
-# Idempotent: apt runs only when a package is missing. Needs root.
+# Installs what building execmon needs (and with --test, what its tests
+# need too), from Debian 12 packages. Idempotent: apt runs only when a
+# package is missing. Needs root.
 set -euo pipefail
 
-PACKAGES=(
-  # build
+BUILD_PACKAGES=(
   cmake make g++ pkg-config clang llvm bpftool
   libbpf-dev libelf-dev zlib1g-dev libabsl-dev rapidjson-dev libyaml-cpp-dev
   # libcurl also serves agent/k8s (the pod watcher's HTTP client)
   prometheus-cpp-dev libcivetweb-dev libcurl4-openssl-dev
   librdkafka-dev
+  # the unit tests are built with everything else
+  libgtest-dev libgmock-dev
+)
+
+TEST_PACKAGES=(
   # tests: a real Prometheus server; real containers (podman + runc: crun
   # refuses hybrid cgroup hosts) from images built locally with buildah
   prometheus podman runc buildah busybox-static
   # tests
-  libgtest-dev libgmock-dev python3 python3-pytest python3-yaml binutils util-linux
+  python3 python3-pytest python3-yaml binutils util-linux
   # tests/k8s: a real etcd for kube-apiserver (built from its Go module by
   # tests/k8s/build_kube_apiserver.sh), etcdctl, openssl for test PKI
   etcd-server etcd-client openssl
@@ -23,6 +28,11 @@ PACKAGES=(
   # fuzzing (tests/fuzz): libFuzzer and the sanitizer runtimes for clang
   libclang-rt-14-dev
 )
+
+PACKAGES=("${BUILD_PACKAGES[@]}")
+if [[ "${1:-}" == "--test" ]]; then
+  PACKAGES+=("${TEST_PACKAGES[@]}")
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

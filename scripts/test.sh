@@ -3,7 +3,7 @@
 # and end-to-end tests against the real kernel (pytest, as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-deps.sh --test
 scripts/build.sh
 BUILD=$(realpath -m "${EXECMON_BUILD_DIR:-build}")
 REPORTS="$BUILD/test-reports"
