@@ -386,7 +386,13 @@ absl::StatusOr<PolicySet> Agent::ParsePolicies() const {
 }
 
 absl::Status Agent::LoadPolicies() {
-  auto parsed = ParsePolicies();
+  absl::StatusOr<PolicySet> parsed;
+  if (validated_.has_value()) {
+    parsed = *std::move(validated_);
+    validated_.reset();
+  } else {
+    parsed = ParsePolicies();
+  }
   if (!parsed.ok()) return parsed.status();
   auto compiled = CompilePolicies(*parsed);
   if (!compiled.ok()) return compiled.status();
@@ -688,7 +694,9 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
   }
   if (!options_.policy_dir.empty()) {
     // Fail fast, before anything is attached or reported.
-    if (auto parsed = ParsePolicies(); !parsed.ok()) return parsed.status();
+    auto parsed = ParsePolicies();
+    if (!parsed.ok()) return parsed.status();
+    validated_ = *std::move(parsed);
   }
   if (absl::Status s = loader_->Attach(); !s.ok()) return s;
   health_.bpf_attached.store(true);

@@ -130,6 +130,9 @@ class Agent {
   // judged just before a reload name the previous generation).
   std::vector<std::pair<uint32_t, std::shared_ptr<const PolicySet>>> sets_;
   std::unique_ptr<PolicyWatcher> watcher_;
+  // The set validated before attaching, loaded by the first LoadPolicies()
+  // (the directory is not parsed twice at start-up).
+  std::optional<PolicySet> validated_;
   absl::Time change_seen_ = absl::InfiniteFuture();
   std::unique_ptr<Metrics> metrics_;
   HealthState health_;
