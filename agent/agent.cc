@@ -720,7 +720,7 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
   absl::Status status;
   while (!stop.load()) {
     health_.loop_heartbeat_ns.store(MonotonicNs());
-    auto n = loader_->Poll(100);
+    auto n = loader_->Poll(absl::ToInt64Milliseconds(options_.poll_interval));
     if (!n.ok()) {
       status = n.status();
       break;

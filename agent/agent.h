@@ -50,6 +50,9 @@ struct AgentOptions {
   bool pod_annotations = false;
   absl::Duration reload_debounce = absl::Milliseconds(200);
   absl::Duration sink_close_deadline = absl::Seconds(10);
+  // How long the loop waits for a ring-buffer wakeup before draining anyway:
+  // the most an event waits in the kernel when wakeups are batched.
+  absl::Duration poll_interval = absl::Milliseconds(50);
   std::string metrics_address;  // empty: no metrics/health server
   bool bpf_stats = false;
 };

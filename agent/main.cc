@@ -56,6 +56,14 @@ ABSL_FLAG(absl::Duration, cache_min_age, absl::Seconds(2),
           "A file changed (ctime) more recently than this is not cached, so "
           "an in-place rewrite within one clock tick cannot serve a stale ID.");
 ABSL_FLAG(uint32_t, max_processes, 65536, "Process table bound.");
+ABSL_FLAG(uint64_t, ringbuf_wakeup_bytes, 262144,
+          "Wake the agent when this many bytes of events are pending in the "
+          "ring buffer (0: on every event). Between wakeups events are "
+          "drained every --poll_interval: fewer wakeups (each an IPI) for at "
+          "most that much latency. Enforcement is not delayed: it happens in "
+          "the kernel.");
+ABSL_FLAG(absl::Duration, poll_interval, absl::Milliseconds(50),
+          "How often the agent drains the ring buffer without a wakeup.");
 ABSL_FLAG(bool, snapshot, true,
           "Report processes running at start-up (BPF task/VMA iterators).");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
@@ -324,6 +332,10 @@ absl::Status CmdRun() {
   opts.boot_id = execmon::ShortBootId();
   opts.max_processes = absl::GetFlag(FLAGS_max_processes);
   opts.snapshot = absl::GetFlag(FLAGS_snapshot);
+  opts.poll_interval = absl::GetFlag(FLAGS_poll_interval);
+  if (opts.poll_interval < absl::Milliseconds(1) || opts.poll_interval > absl::Seconds(1)) {
+    return absl::InvalidArgumentError("--poll_interval: want 1ms to 1s");
+  }
   opts.policy_dir = absl::GetFlag(FLAGS_policies);
   opts.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   opts.cluster = absl::GetFlag(FLAGS_cluster);
@@ -370,6 +382,7 @@ absl::Status CmdRun() {
   bpf.pending_entries = absl::GetFlag(FLAGS_pending_entries);
   bpf.cache_min_age_ns = absl::ToInt64Nanoseconds(absl::GetFlag(FLAGS_cache_min_age));
   bpf.max_policy_ids = absl::GetFlag(FLAGS_max_policy_ids);
+  bpf.wakeup_bytes = absl::GetFlag(FLAGS_ringbuf_wakeup_bytes);
   auto loader = execmon::BpfLoader::Create(
       bpf, [&agent](absl::Span<const uint8_t> rec) { agent.OnRecord(rec); });
   if (!loader.ok()) return loader.status();

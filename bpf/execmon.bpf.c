@@ -45,6 +45,15 @@ const volatile bool em_use_task_work = true;
 /* An entry younger than this (by ctime) is never cached; see em_file_key. */
 const volatile __u64 em_cache_min_age_ns = 2000000000ULL;
 
+/*
+ * Ring-buffer wakeups: 0 wakes the agent on every record. Otherwise records
+ * are submitted without a wakeup until this many bytes are pending, and
+ * the agent also drains on a short timer. A wakeup is an irq_work (a
+ * self-IPI): per exec (exec, fork, exit records) it cost more than the
+ * rest of the kernel side together on the measured VM (docs/performance.md).
+ */
+const volatile __u64 em_wakeup_bytes = 0;
+
 /* Refreshed by the agent every second: CLOCK_REALTIME - CLOCK_BOOTTIME. */
 volatile __u64 em_boot_to_real_ns;
 
@@ -53,6 +62,15 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 16 << 20);
 } em_events SEC(".maps");
+
+static __always_inline __u64 em_rb_flags(void)
+{
+	if (!em_wakeup_bytes)
+		return 0;
+	return bpf_ringbuf_query(&em_events, BPF_RB_AVAIL_DATA) >= em_wakeup_bytes ?
+		       BPF_RB_FORCE_WAKEUP :
+		       BPF_RB_NO_WAKEUP;
+}
 
 /*
  * Build-ID cache, keyed by file identity including ctime. LRU bounds the
@@ -341,7 +359,7 @@ static __always_inline void em_submit_now(struct task_struct *p,
 	} else {
 		em_enforce(p, &e->bid, &e->verdict, true);
 	}
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, em_rb_flags());
 }
 
 static int em_resolve_cb(struct bpf_map *map, void *key, void *value)
@@ -361,7 +379,7 @@ static int em_resolve_cb(struct bpf_map *map, void *key, void *value)
 	if (!em_cache_fill(&pend->ev.exe, &bid))
 		pend->ev.flags |= EM_F_NOT_CACHED;
 	em_enforce(task, &bid, &pend->ev.verdict, true);
-	if (bpf_ringbuf_output(&em_events, &pend->ev, sizeof(pend->ev), 0))
+	if (bpf_ringbuf_output(&em_events, &pend->ev, sizeof(pend->ev), em_rb_flags()))
 		em_count(EM_STAT_RB_DROP_EXEC);
 	bpf_map_delete_elem(map, key);
 	return 0;
@@ -415,8 +433,7 @@ int BPF_PROG(em_exec, struct task_struct *p, pid_t old_pid,
 						 EM_PEND_CLAIMED)) {
 			pend->ev.bid.error = EM_BID_ERR_SCHEDULE;
 			em_enforce(p, &pend->ev.bid, &pend->ev.verdict, true);
-			if (bpf_ringbuf_output(&em_events, &pend->ev,
-					       sizeof(pend->ev), 0))
+			if (bpf_ringbuf_output(&em_events, &pend->ev, sizeof(pend->ev), em_rb_flags()))
 				em_count(EM_STAT_RB_DROP_EXEC);
 		}
 		bpf_map_delete_elem(&em_pending, &tid);
@@ -446,7 +463,7 @@ int BPF_PROG(em_fork, struct task_struct *parent, struct task_struct *child)
 	e->pid = BPF_CORE_READ(child, tgid);
 	e->ppid = BPF_CORE_READ(parent, tgid);
 	e->start_ns = BPF_CORE_READ(child, start_boottime);
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, em_rb_flags());
 	return 0;
 }
 
@@ -466,8 +483,7 @@ int BPF_PROG(em_exit, struct task_struct *p)
 			pend->ev.bid.error = EM_BID_ERR_EXITED;
 			/* Dying anyway: record the verdict, send nothing. */
 			em_judge(p, &pend->ev.bid, &pend->ev.verdict);
-			if (bpf_ringbuf_output(&em_events, &pend->ev,
-					       sizeof(pend->ev), 0))
+			if (bpf_ringbuf_output(&em_events, &pend->ev, sizeof(pend->ev), em_rb_flags()))
 				em_count(EM_STAT_RB_DROP_EXEC);
 			bpf_map_delete_elem(&em_pending, &tid);
 		}
@@ -487,7 +503,7 @@ int BPF_PROG(em_exit, struct task_struct *p)
 	e->pid = BPF_CORE_READ(p, tgid);
 	e->exit_code = BPF_CORE_READ(p, exit_code);
 	e->start_ns = BPF_CORE_READ(p, group_leader, start_boottime);
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, em_rb_flags());
 	return 0;
 }
 
@@ -757,7 +773,7 @@ static __always_inline int em_cgroup_event(struct cgroup *cgrp, const char *path
 		n = bpf_probe_read_kernel_str(e->path, sizeof(e->path), path);
 		e->path_len = n > 0 ? n - 1 : 0;
 	}
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, em_rb_flags());
 	return 0;
 }
 

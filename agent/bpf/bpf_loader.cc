@@ -138,6 +138,7 @@ absl::StatusOr<std::unique_ptr<BpfLoader>> BpfLoader::Create(
   if (skel == nullptr) return ErrnoStatus(errno, "opening the BPF object");
   loader->skel_ = skel;
   skel->rodata->em_use_task_work = loader->use_task_work_;
+  skel->rodata->em_wakeup_bytes = options.wakeup_bytes;
   skel->rodata->em_cache_min_age_ns = options.cache_min_age_ns;
   skel->rodata->em_page_shift = __builtin_ctzl(sysconf(_SC_PAGESIZE));
   int err = bpf_map__set_max_entries(skel->maps.em_events,
@@ -229,8 +230,13 @@ void BpfLoader::Detach() {
 
 absl::StatusOr<int> BpfLoader::Poll(int timeout_ms) {
   int n = ring_buffer__poll(ring_, timeout_ms);
-  if (n == -EINTR) return 0;
+  if (n == -EINTR) n = 0;
   if (n < 0) return ErrnoStatus(n, "polling the ring buffer");
+  // Records submitted without a wakeup (BPF_RB_NO_WAKEUP) wake nobody.
+  if (n == 0) {
+    n = ring_buffer__consume(ring_);
+    if (n < 0) return ErrnoStatus(n, "draining the ring buffer");
+  }
   return n;
 }
 

@@ -38,6 +38,9 @@ struct BpfOptions {
   // Distinct build IDs all loaded policies may name, per generation (two
   // generations are held during a reload).
   uint32_t max_policy_ids = 262144;
+  // Wake the agent only when this many bytes are pending (0: every record);
+  // Poll() drains on its timeout regardless.
+  uint64_t wakeup_bytes = 256 * 1024;
 };
 
 // What the running kernel offers, probed before load.
@@ -76,7 +79,8 @@ class BpfLoader {
   void Detach();
 
   // Waits up to timeout_ms for ring-buffer records and delivers them to the
-  // callback. Returns the number of records consumed.
+  // callback; with batched wakeups, drains what is pending when the wait
+  // ends without one. Returns the number of records consumed.
   absl::StatusOr<int> Poll(int timeout_ms);
 
   // Drains what is already in the ring buffer, without waiting.
