@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Policy benchmarks (docs/perf-policy-kafka.md): load, memory, reload, exec overhead.
+"""Policy benchmarks (docs/performance.md): load, memory, reload, exec overhead.
 
 Generates (seeded, in a temporary directory):
   P100k/  one policy, deny-100k (enforce, kill, empty selector), denyFrom

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Kafka sink throughput and exec-to-Kafka latency (docs/perf-policy-kafka.md).
+"""Kafka sink throughput and exec-to-Kafka latency (docs/performance.md).
 
 Phase 1, throughput (no BPF in the timed part):
   1. record: build/bench/record_events attaches execmon's BPF programs and
