@@ -118,6 +118,13 @@ const ContainerRef* Agent::ContainerOf(uint64_t cgroup_id) {
   return &ref;
 }
 
+Agent::Placement Agent::PlacementOf(uint64_t cgroup_id) {
+  Placement p;
+  p.container = ContainerOf(cgroup_id);
+  if (p.container != nullptr) p.pod = LookupPod(*p.container);
+  return p;
+}
+
 absl::optional<PodMeta> Agent::LookupPod(const ContainerRef& ref) const {
   if (pods_ == nullptr || ref.pod_uid.empty()) return absl::nullopt;
   absl::optional<k8s::PodInfo> pod = pods_->FindPod(ref.pod_uid);
@@ -199,7 +206,8 @@ void Agent::EmitExec(const WaitingExec& w, const absl::optional<PodMeta>& pod) {
        w.container.pod_uid);
 }
 
-void Agent::ReleaseWaiting(bool all, uint32_t pid) {
+size_t Agent::ReleaseWaiting(bool all, uint32_t pid) {
+  size_t sent = 0;
   absl::Time now = absl::Now();
   for (auto it = waiting_.begin(); it != waiting_.end();) {
     absl::optional<PodMeta> pod = LookupPod(it->container);
@@ -208,10 +216,12 @@ void Agent::ReleaseWaiting(bool all, uint32_t pid) {
     if (all || complete || now >= it->deadline || (pid != 0 && it->event.pid == pid)) {
       EmitExec(*it, pod);
       it = waiting_.erase(it);
+      ++sent;
     } else {
       ++it;
     }
   }
+  return sent;
 }
 
 void Agent::Emit(const char* type, const std::string& json,
@@ -363,12 +373,9 @@ void Agent::Sweep() {
     ++counters_.sweep_events;
     VerdictView v = ViewOf(r->verdict, r->build_id);
     if (metrics_) metrics_->OnSweep(v.action);
-    const ContainerRef* container = ContainerOf(r->cgroup_id);
-    absl::optional<PodMeta> pod;
-    if (container != nullptr) pod = LookupPod(*container);
-    WorkloadView wl{container, pod.has_value() ? &*pod : nullptr};
-    Emit("sweep", writer_.Sweep(*r, table_.Find(r->pid), v, &wl),
-         container != nullptr ? absl::string_view(container->pod_uid) : "");
+    Placement where = PlacementOf(r->cgroup_id);
+    WorkloadView wl = where.view();
+    Emit("sweep", writer_.Sweep(*r, table_.Find(r->pid), v, &wl), where.pod_uid());
   }
   FlushSinks();
   LogInfo("policy sweep: ", n, " running processes violate the policies");
@@ -512,12 +519,9 @@ void Agent::OnRecord(absl::Span<const uint8_t> data) {
     // Its exec, if still waiting for pod metadata, goes first.
     if (!waiting_.empty()) ReleaseWaiting(false, x->pid);
     std::optional<ProcessInfo> info = table_.OnExit(*x);
-    const ContainerRef* container = info ? ContainerOf(info->cgroup_id) : nullptr;
-    absl::optional<PodMeta> pod;
-    if (container != nullptr) pod = LookupPod(*container);
-    WorkloadView wl{container, pod.has_value() ? &*pod : nullptr};
-    Emit("exit", writer_.Exit(*x, info ? &*info : nullptr, &wl),
-         container != nullptr ? absl::string_view(container->pod_uid) : "");
+    Placement where = info ? PlacementOf(info->cgroup_id) : Placement{};
+    WorkloadView wl = where.view();
+    Emit("exit", writer_.Exit(*x, info ? &*info : nullptr, &wl), where.pod_uid());
   } else if (auto* c = std::get_if<CgroupEvent>(&*rec)) {
     if (cgroups_ != nullptr) {
       if (c->removed) {
@@ -621,12 +625,10 @@ absl::Status Agent::Snapshot() {
       }
     }
     ++counters_.snapshot_events;
-    const ContainerRef* container = ContainerOf(t.cgroup_id);
-    absl::optional<PodMeta> pod;
-    if (container != nullptr) pod = LookupPod(*container);
-    WorkloadView wl{container, pod.has_value() ? &*pod : nullptr};
+    Placement where = PlacementOf(t.cgroup_id);
+    WorkloadView wl = where.view();
     Emit("snapshot", writer_.Snapshot(t, *self, exe, elf_objects, &wl),
-         container != nullptr ? absl::string_view(container->pod_uid) : "");
+         where.pod_uid());
   }
   FlushSinks();
   LogInfo("snapshot: ", tasks.size(), " processes, ", resolved.size(),
@@ -725,8 +727,8 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
       status = n.status();
       break;
     }
-    if (!waiting_.empty()) ReleaseWaiting(false);
-    if (*n > 0) FlushSinks();
+    size_t released = waiting_.empty() ? 0 : ReleaseWaiting(false);
+    if (*n > 0 || released > 0) FlushSinks();
     Tick();
     MaybeReload();
   }

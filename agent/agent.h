@@ -144,6 +144,16 @@ class Agent {
   std::unique_ptr<CgroupResolver> cgroups_;
   // Container of a cgroup (null when unknown or no resolver).
   const ContainerRef* ContainerOf(uint64_t cgroup_id);
+  // Where a process runs, as an event shows it: container and pod.
+  struct Placement {
+    const ContainerRef* container = nullptr;
+    absl::optional<PodMeta> pod;
+    WorkloadView view() const { return {container, pod ? &*pod : nullptr}; }
+    absl::string_view pod_uid() const {
+      return container != nullptr ? absl::string_view(container->pod_uid) : "";
+    }
+  };
+  Placement PlacementOf(uint64_t cgroup_id);
 
   // Kubernetes.
   absl::Status StartPodWatcher();
@@ -170,7 +180,8 @@ class Agent {
   void EmitExec(const WaitingExec& w, const absl::optional<PodMeta>& pod);
   // Sends waiting execs whose metadata arrived or whose time is up (all of
   // them with all=true; those of pid first, for an exit, with pid != 0).
-  void ReleaseWaiting(bool all, uint32_t pid = 0);
+  // Returns how many were sent.
+  size_t ReleaseWaiting(bool all, uint32_t pid = 0);
 };
 
 // CLOCK_REALTIME - CLOCK_BOOTTIME now.
