@@ -10,7 +10,8 @@ BUILD_PACKAGES=(
   # libcurl also serves agent/k8s (the pod watcher's HTTP client)
   prometheus-cpp-dev libcivetweb-dev libcurl4-openssl-dev
   librdkafka-dev
-  # the unit tests are built with everything else
+  # tests: the unit tests are built with everything else by scripts/build.sh
+  # (the image recipe builds the agent alone and does not need these)
   libgtest-dev libgmock-dev
 )
 
