@@ -15,7 +15,7 @@ Not a latency measurement (perf adds its own overhead; use
 run_exec_bench.py for latency); conditions are not alternated. Other
 processes' samples are ignored, but their load still disturbs the VM.
 
-Usage (root):  bench/profile_exec.py [--count=3000]
+Usage (root):  bench/profile_exec.py [--count=3000] [--conditions=none,hit,miss]
 """
 import argparse
 import re
@@ -47,6 +47,9 @@ FRAMES = [
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--count", type=int, default=3000)
+    p.add_argument("--conditions", default="none,hit,miss",
+                   help="some of none, hit, miss, hit0, miss0 (hit0/miss0: "
+                        "--ringbuf_wakeup_bytes=0, a wakeup per record)")
     p.add_argument("--bindir", default="/dev/shm")
     p.add_argument("--logdir", default="/tmp")
     return p.parse_args()
@@ -89,8 +92,15 @@ def main():
     try:
         f_path = bl.fresh_copy(bl.TINY, bindir / "tiny")
         time.sleep(2)
-        for cond, flags in (("none", None), ("hit", ["--cache_min_age=1s"]),
-                            ("miss", ["--cache_min_age=1h"])):
+        known = {"none": None, "hit": ["--cache_min_age=1s"],
+                 "miss": ["--cache_min_age=1h"],
+                 "hit0": ["--cache_min_age=1s", "--ringbuf_wakeup_bytes=0"],
+                 "miss0": ["--cache_min_age=1h", "--ringbuf_wakeup_bytes=0"]}
+        conds = args.conditions.split(",")
+        if any(c not in known for c in conds):
+            bl.die(f"--conditions: want some of {', '.join(known)}")
+        for cond in conds:
+            flags = known[cond]
             agent = bl.Agent(logdir, cond, ["--snapshot=false", *flags]) if flags else None
             bl.wait_for_quiet(10)
             data = logdir / f"{cond}.perf.data"
@@ -116,11 +126,11 @@ def main():
           f"source {m['source']}, execmon built {m['execmon_built']} "
           f"(sha256 {m['execmon_sha256']}); "
           f"{args.count} + 50 warm-up execs per condition; CPU µs per exec\n")
-    print("| | none | hit | miss |")
-    print("|---|---:|---:|---:|")
+    print("| | " + " | ".join(conds) + " |")
+    print("|---|" + "---:|" * len(conds))
     for label in ["exec path"] + [f[0] for f in FRAMES] + ["agent user", "agent kernel"]:
         print(f"| {label} | " + " | ".join(
-            f"{results[c][label] * PERIOD_US / n:.1f}" for c in ("none", "hit", "miss"))
+            f"{results[c][label] * PERIOD_US / n:.1f}" for c in conds)
             + " |")
     print(f"\nperf data: {logdir}")
 

@@ -16,6 +16,9 @@ returns 0) run by build/bench/exec_bench:
       process is SIGSTOPped for the timed batch: the BPF programs still run
       and fill the ring buffer, nothing consumes it until SIGCONT. Separates
       the in-kernel cost from the cost of the agent's user-space work.
+  B0, C0  (diagnostics) as B and C with --ringbuf_wakeup_bytes=0: the BPF
+      programs wake the agent for every ring-buffer record (the behaviour
+      before wakeup batching), with the same agent binary.
 
 F is one copy of tiny in a tmpfs directory, made --hit_age seconds before
 the first round (older than B's --cache_min_age). A fresh agent is started
@@ -41,6 +44,7 @@ the printed directory.
 """
 import argparse
 import json
+import random
 import os
 import shutil
 import signal
@@ -80,7 +84,8 @@ def parse_args():
     p.add_argument("--hit_age", type=float, default=2.0,
                    help="age of F (s) before round 1; must exceed 1 s")
     p.add_argument("--conditions", default="A,B,C,A2,C2",
-                   help="comma-separated; also Bk, Ck (diagnostics: agent stopped)")
+                   help="comma-separated; also Bk, Ck (diagnostics: agent stopped) "
+                        "and B0, C0 (one ring-buffer wakeup per record)")
     p.add_argument("--noise_limit", type=float, default=0.10,
                    help="a round is 'noisy' if, in any batch, another execmon ran, "
                         "or CPU used by other processes or stolen by the "
@@ -199,6 +204,10 @@ def known_conditions():
              "task_work"),
         Cond("Bk", "as B, agent SIGSTOPped during the batch", hit_flags,
              False, "cache", stopped=True),
+        Cond("B0", "as B, one wakeup per record (--ringbuf_wakeup_bytes=0)",
+             [*hit_flags, "--ringbuf_wakeup_bytes=0"], False, "cache"),
+        Cond("C0", "as C, one wakeup per record (--ringbuf_wakeup_bytes=0)",
+             [*miss_flags, "--ringbuf_wakeup_bytes=0"], False, "task_work"),
         Cond("Ck", "as C, agent SIGSTOPped during the batch", miss_flags,
              False, "task_work", stopped=True),
     ]}
@@ -217,6 +226,8 @@ def main():
     bindir = Path(tempfile.mkdtemp(prefix="execmon-bench.", dir=args.bindir))
     logdir = Path(tempfile.mkdtemp(prefix="execmon-bench.", dir=args.logdir))
     bl.use_agent_copy(logdir)
+    if ({"B0", "C0"} & set(names)) and not bl.agent_supports("ringbuf_wakeup_bytes"):
+        bl.die("B0/C0 need an agent with --ringbuf_wakeup_bytes")
     try:
         f_path = bl.fresh_copy(bl.TINY, bindir / "tiny")
         copies_dir = bindir / "copies"
@@ -298,6 +309,14 @@ def merge(dirs):
                   f"task_work={k['task_work']} ring_buffer_drops={k['ring_buffer_drops']}")
 
 
+def bootstrap_median_ci(values, n=2000, seed=1):
+    """95% interval of the median of `values`, resampling them (rounds)."""
+    rng = random.Random(seed)
+    meds = sorted(bl.quantile(sorted(rng.choices(values, k=len(values))), 0.5)
+                  for _ in range(n))
+    return bl.quantile(meds, 0.025), bl.quantile(meds, 0.975)
+
+
 def table(conds, rounds_used, title):
     """Prints the statistics of the given rounds; returns them."""
     by = {c.name: c for c in conds}
@@ -316,14 +335,14 @@ def table(conds, rounds_used, title):
         st = stats[c.name]
         print(f"| {c.name} | {c.desc} | {st['n']} | {st['median_us']:.1f} | "
               f"{st['p90_us']:.1f} | {st['mean_us']:.1f} |")
-    pairs = [(x, "A") for x in ("B", "C", "Bk", "Ck", "A2") if x in by]
+    pairs = [(x, "A") for x in ("B", "C", "Bk", "Ck", "B0", "C0", "A2") if x in by]
     if "C2" in by and "A2" in by:
         pairs.insert(2, ("C2", "A2"))
     goals = {("B", "A"): "≤ 1.02", ("C", "A"): "≤ 1.05", ("C2", "A2"): "≤ 1.05"}
     ratios = {}
     print("\n| ratio | of medians | of p90s | per-round ratio of medians: "
-          "median [p10, p90] | goal |")
-    print("|---|---:|---:|---|---|")
+          "median [p10, p90] | 95% CI of that median (bootstrap over rounds) | goal |")
+    print("|---|---:|---:|---|---|---|")
     for x, y in pairs:
         per_round = sorted(by[x].batches[r]["median_ns"] / by[y].batches[r]["median_ns"]
                            for r in rounds_used)
@@ -332,10 +351,12 @@ def table(conds, rounds_used, title):
              "per_round_median": bl.quantile(per_round, 0.5),
              "per_round_p10": bl.quantile(per_round, 0.1),
              "per_round_p90": bl.quantile(per_round, 0.9)}
+        r["ci95"] = bootstrap_median_ci(per_round)
         ratios[f"{x}/{y}"] = r
         print(f"| {x}/{y} | {r['median']:.3f} | {r['p90']:.3f} | "
               f"{r['per_round_median']:.3f} [{r['per_round_p10']:.3f}, "
-              f"{r['per_round_p90']:.3f}] | {goals.get((x, y), '—')} |")
+              f"{r['per_round_p90']:.3f}] | {r['ci95'][0]:.3f} – {r['ci95'][1]:.3f} | "
+              f"{goals.get((x, y), '—')} |")
     return {"rounds": len(rounds_used), "stats": stats, "ratios": ratios}
 
 
