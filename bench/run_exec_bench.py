@@ -271,17 +271,19 @@ def main():
 
 def merge(dirs):
     """Rounds are self-contained (every condition once, alternated), so the
-    rounds of several runs can be pooled."""
+    rounds of several runs can be pooled. Runs with different condition sets
+    are pooled on the conditions they all have."""
     known = known_conditions()
-    conds, names, quiet, total = None, None, [], 0
-    for d in map(Path, dirs):
-        res = json.loads((d / "results.json").read_text())
-        run_names = list(res["batches"])
-        if names is None:
-            names = run_names
-            conds = [known[n] for n in names]
-        elif run_names != names:
-            bl.die(f"{d}: conditions {run_names}, not {names}")
+    runs = [(d, json.loads((d / "results.json").read_text())) for d in map(Path, dirs)]
+    names = [n for n in runs[0][1]["batches"]
+             if all(n in res["batches"] for _, res in runs)]
+    if "A" not in names:
+        bl.die("the runs have no common conditions with A")
+    if len({res["args"]["pin"] for _, res in runs}) > 1:
+        print("warning: pooling pinned and unpinned runs")
+    conds = [known[n] for n in names]
+    quiet, total = [], 0
+    for d, res in runs:
         m = res["machine"]
         print(f"{d}: {res['rounds']} rounds ({res['rounds'] - len(res['noisy_rounds'])} "
               f"quiet), count {res['args']['count']}, spawn {res['args']['spawn']}, "
@@ -295,6 +297,8 @@ def merge(dirs):
                 quiet.append(total)
             total += 1
         for n, k in res["kernel"].items():
+            if n not in names:
+                continue
             c = known[n]
             for key, v in k.items():
                 c.kernel[key] = c.kernel.get(key, 0) + v
