@@ -80,6 +80,16 @@ void U64(Writer& w, const char* k, uint64_t v) {
   w.Uint64(v);
 }
 
+// The string, or null when it is empty (unknown).
+void StrOrNull(Writer& w, const char* k, absl::string_view v) {
+  w.Key(k);
+  if (v.empty()) {
+    w.Null();
+  } else {
+    Utf8String(w, v);
+  }
+}
+
 void Bool(Writer& w, const char* k, bool v) {
   w.Key(k);
   w.Bool(v);
@@ -88,13 +98,7 @@ void Bool(Writer& w, const char* k, bool v) {
 // build_id, build_id_source, build_id_error: the ID is null when unknown,
 // and then the error says why.
 void BuildIdFields(Writer& w, const BuildId& b) {
-  w.Key("build_id");
-  if (b.known()) {
-    std::string hex = b.Hex();
-    w.String(hex.data(), static_cast<rapidjson::SizeType>(hex.size()));
-  } else {
-    w.Null();
-  }
+  StrOrNull(w, "build_id", b.known() ? b.Hex() : std::string());
   Str(w, "build_id_source", BuildIdSourceName(b.source));
   w.Key("build_id_error");
   if (b.error == 0) {
@@ -143,13 +147,8 @@ void ParentObject(Writer& w, const ProcessInfo* parent) {
   U64(w, "pid", parent->pid);
   Str(w, "exec_id", parent->exec_id);
   Str(w, "binary", parent->binary);
-  w.Key("build_id");
-  if (parent->build_id.known()) {
-    std::string hex = parent->build_id.Hex();
-    w.String(hex.data(), static_cast<rapidjson::SizeType>(hex.size()));
-  } else {
-    w.Null();
-  }
+  StrOrNull(w, "build_id",
+            parent->build_id.known() ? parent->build_id.Hex() : std::string());
   w.EndObject();
 }
 
@@ -206,18 +205,8 @@ void VerdictObject(Writer& w, const VerdictView& v) {
   w.StartObject();
   Str(w, "decision", v.decision);
   Str(w, "action", v.action);
-  w.Key("policy");
-  if (v.policy.empty()) {
-    w.Null();
-  } else {
-    Utf8String(w, v.policy);
-  }
-  w.Key("rule");
-  if (v.rule.empty()) {
-    w.Null();
-  } else {
-    Utf8String(w, v.rule);
-  }
+  StrOrNull(w, "policy", v.policy);
+  StrOrNull(w, "rule", v.rule);
   w.Key("mode");
   if (v.mode == nullptr) {
     w.Null();
@@ -261,12 +250,7 @@ std::string JsonWriter::Exec(const ExecEvent& e, const ProcessInfo& self,
   }
   Str(w, "comm", e.comm);
   Str(w, "exec_id", self.exec_id);
-  w.Key("parent_exec_id");
-  if (self.parent_exec_id.empty()) {
-    w.Null();
-  } else {
-    w.String(self.parent_exec_id.c_str());
-  }
+  StrOrNull(w, "parent_exec_id", self.parent_exec_id);
   Str(w, "filename", e.filename);
   Str(w, "binary", e.binary);
   Args(w, e.args);
@@ -351,12 +335,7 @@ std::string JsonWriter::Exit(const ExitEvent& e, const ProcessInfo* self,
   if (self != nullptr) {
     U64(w, "ppid", self->ppid);
     Str(w, "exec_id", self->exec_id);
-    w.Key("parent_exec_id");
-    if (self->parent_exec_id.empty()) {
-      w.Null();
-    } else {
-      w.String(self->parent_exec_id.c_str());
-    }
+    StrOrNull(w, "parent_exec_id", self->parent_exec_id);
     Str(w, "binary", self->binary);
     U64(w, "cgroup_id", self->cgroup_id);
     BuildIdFields(w, self->build_id);
@@ -401,12 +380,7 @@ std::string JsonWriter::Snapshot(
   }
   Str(w, "comm", t.comm);
   Str(w, "exec_id", self.exec_id);
-  w.Key("parent_exec_id");
-  if (self.parent_exec_id.empty()) {
-    w.Null();
-  } else {
-    w.String(self.parent_exec_id.c_str());
-  }
+  StrOrNull(w, "parent_exec_id", self.parent_exec_id);
   Str(w, "binary", self.binary);
   Args(w, t.args);
   Bool(w, "args_truncated", (t.flags & EM_F_ARGS_TRUNC) != 0);
