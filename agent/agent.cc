@@ -195,15 +195,15 @@ void Agent::RefreshScopes() {
   PushScopes(scopes_.Masks(*sets_.back().second, pod_lookup()));
 }
 
-void Agent::EmitExec(const WaitingExec& w, const absl::optional<PodMeta>& pod) {
-  WorkloadView wl{&w.container, pod.has_value() ? &*pod : nullptr};
-  if (!w.container.pod_uid.empty() && (!pod.has_value() || !pod->enriched)) {
+void Agent::EmitExec(const ExecEvent& e, const ProcessInfo& self,
+                     const ProcessInfo* parent, const VerdictView& verdict,
+                     const ContainerRef& container,
+                     const absl::optional<PodMeta>& pod) {
+  WorkloadView wl{&container, pod.has_value() ? &*pod : nullptr};
+  if (!container.pod_uid.empty() && (!pod.has_value() || !pod->enriched)) {
     ++counters_.events_unenriched;
   }
-  Emit("exec",
-       writer_.Exec(w.event, w.self, w.parent ? &*w.parent : nullptr, &w.verdict,
-                    &wl),
-       w.container.pod_uid);
+  Emit("exec", writer_.Exec(e, self, parent, &verdict, &wl), container.pod_uid);
 }
 
 size_t Agent::ReleaseWaiting(bool all, uint32_t pid) {
@@ -214,7 +214,8 @@ size_t Agent::ReleaseWaiting(bool all, uint32_t pid) {
     bool complete = pod.has_value() &&
                     (!it->container.in_container() || !pod->container_name.empty());
     if (all || complete || now >= it->deadline || (pid != 0 && it->event.pid == pid)) {
-      EmitExec(*it, pod);
+      EmitExec(it->event, it->self, it->parent ? &*it->parent : nullptr,
+               it->verdict, it->container, pod);
       it = waiting_.erase(it);
       ++sent;
     } else {
@@ -224,7 +225,7 @@ size_t Agent::ReleaseWaiting(bool all, uint32_t pid) {
   return sent;
 }
 
-void Agent::Emit(const char* type, const std::string& json,
+void Agent::Emit(const char* type, absl::string_view json,
                  absl::string_view pod_uid) {
   EventMeta meta;
   meta.type = type;
@@ -323,19 +324,15 @@ void Agent::HandleExec(ExecEvent e) {
     ResolveLate(e);
   }
   ++counters_.exec_events;
-  const ProcessInfo* parent = table_.Find(e.ppid);
-  // Copy what the parent entry says before the insert may move it.
-  std::optional<ProcessInfo> parent_copy;
-  if (parent != nullptr) parent_copy = *parent;
   const ProcessInfo& self = table_.OnExec(e);
+  // Looked up after the insert, which never evicts the parent: both stay
+  // valid until the table changes again.
+  const ProcessInfo* parent = e.ppid != e.pid ? table_.Find(e.ppid) : nullptr;
   VerdictView verdict = ViewOf(e.verdict, e.build_id);
-  WaitingExec w;
-  const ContainerRef* container = ContainerOf(e.cgroup_id);
-  if (container != nullptr) w.container = *container;
-  w.self = self;
-  w.parent = std::move(parent_copy);
-  w.verdict = verdict;
-  absl::optional<PodMeta> pod = LookupPod(w.container);
+  static const ContainerRef kNoContainer;
+  const ContainerRef* found = ContainerOf(e.cgroup_id);
+  const ContainerRef& container = found != nullptr ? *found : kNoContainer;
+  absl::optional<PodMeta> pod = LookupPod(container);
   if (metrics_) {
     // The pod as known now (a pod described later still counts as "").
     metrics_->OnExec(e, verdict.decision,
@@ -344,19 +341,23 @@ void Agent::HandleExec(ExecEvent e) {
                      pod ? absl::string_view(pod->workload) : "");
   }
   bool complete = pod.has_value() &&
-                  (!w.container.in_container() || !pod->container_name.empty());
+                  (!container.in_container() || !pod->container_name.empty());
   // In a pod the API has not described yet: wait (bounded) for it, without
-  // holding up other events.
-  if (pods_ != nullptr && !w.container.pod_uid.empty() && !complete &&
+  // holding up other events. What the event is rendered with is copied, as
+  // the table changes meanwhile.
+  if (pods_ != nullptr && !container.pod_uid.empty() && !complete &&
       waiting_.size() < options_.max_waiting_events) {
     ++counters_.events_waited_for_pod;
+    WaitingExec& w = waiting_.emplace_back();
     w.deadline = absl::Now() + options_.pod_wait;
+    w.self = self;
+    if (parent != nullptr) w.parent = *parent;
+    w.verdict = std::move(verdict);
+    w.container = container;
     w.event = std::move(e);
-    waiting_.push_back(std::move(w));
     return;
   }
-  w.event = std::move(e);
-  EmitExec(w, pod);
+  EmitExec(e, self, parent, verdict, container, pod);
 }
 
 void Agent::Sweep() {

@@ -104,7 +104,7 @@ class Agent {
   const ProcessTable& processes() const { return table_; }
 
  private:
-  void Emit(const char* type, const std::string& json,
+  void Emit(const char* type, absl::string_view json,
             absl::string_view pod_uid = "");
   void CloseSinks(absl::Duration deadline);
   void FlushSinks();
@@ -177,7 +177,10 @@ class Agent {
     ContainerRef container;
   };
   std::deque<WaitingExec> waiting_;
-  void EmitExec(const WaitingExec& w, const absl::optional<PodMeta>& pod);
+  void EmitExec(const ExecEvent& e, const ProcessInfo& self,
+                const ProcessInfo* parent, const VerdictView& verdict,
+                const ContainerRef& container,
+                const absl::optional<PodMeta>& pod);
   // Sends waiting execs whose metadata arrived or whose time is up (all of
   // them with all=true; those of pid first, for an exit, with pid != 0).
   // Returns how many were sent.

@@ -2,6 +2,10 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cstring>
+
+#include "absl/base/attributes.h"
 #include "absl/time/time.h"
 #include "bpf/execmon_abi.h"
 #include "rapidjson/stringbuffer.h"
@@ -10,7 +14,49 @@
 namespace execmon {
 namespace {
 
-using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+// RapidJSON's writer, plus strings already known to need no escaping,
+// copied as a whole (RapidJSON's String() looks at every byte again).
+class Writer : public rapidjson::Writer<rapidjson::StringBuffer> {
+ public:
+  using rapidjson::Writer<rapidjson::StringBuffer>::Writer;
+
+  // `s` must be valid UTF-8 without '"', '\\' or control characters
+  // (PlainAscii). Works as a key too: RapidJSON keys are strings.
+  void Plain(const char* s, size_t n) {
+    Prefix(rapidjson::kStringType);
+    char* p = os_->Push(n + 2);
+    p[0] = '"';
+    std::memcpy(p + 1, s, n);
+    p[n + 1] = '"';
+    EndValue(true);
+  }
+};
+
+// True if every byte is ASCII that JSON takes as is: no control
+// characters, '"' or '\\'. Eight bytes at a time (bit tricks: a byte below
+// 0x20, a byte equal to '"' or '\\', a byte with the high bit).
+bool PlainAscii(absl::string_view v) {
+  constexpr uint64_t k01 = 0x0101010101010101ULL;
+  constexpr uint64_t k80 = 0x8080808080808080ULL;
+  auto bad = [](uint64_t x) {
+    const uint64_t quote = x ^ (k01 * '"');
+    const uint64_t slash = x ^ (k01 * '\\');
+    return ((x | ((x - k01 * 0x20) & ~x) | ((quote - k01) & ~quote) |
+             ((slash - k01) & ~slash)) &
+            k80) != 0;
+  };
+  size_t i = 0;
+  for (; i + 8 <= v.size(); i += 8) {
+    uint64_t word;
+    std::memcpy(&word, v.data() + i, sizeof(word));
+    if (bad(word)) return false;
+  }
+  for (; i < v.size(); ++i) {
+    const auto c = static_cast<unsigned char>(v[i]);
+    if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') return false;
+  }
+  return true;
+}
 
 // Length of the valid UTF-8 sequence at s[0..n), or 0 if invalid (RFC 3629:
 // no overlongs, no surrogates, nothing above U+10FFFF).
@@ -43,6 +89,11 @@ size_t Utf8SeqLen(const unsigned char* s, size_t n) {
 // each byte of an invalid sequence becomes U+FFFD. Valid input (nearly
 // all) is passed through without a copy.
 void Utf8String(Writer& w, absl::string_view v) {
+  // Nearly all argv, paths and names: copied as they are.
+  if (PlainAscii(v)) {
+    w.Plain(v.data(), v.size());
+    return;
+  }
   const auto* s = reinterpret_cast<const unsigned char*>(v.data());
   size_t i = 0;
   while (i < v.size()) {
@@ -68,21 +119,23 @@ void Utf8String(Writer& w, absl::string_view v) {
   w.String(fixed.data(), static_cast<rapidjson::SizeType>(fixed.size()));
 }
 
-void Key(Writer& w, const char* k) { w.Key(k); }
+// Every key is a plain ASCII literal. The helpers taking a key are inlined
+// so that its length is known at compile time.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Key(Writer& w, const char* k) { w.Plain(k, std::strlen(k)); }
 
-void Str(Writer& w, const char* k, absl::string_view v) {
-  w.Key(k);
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Str(Writer& w, const char* k, absl::string_view v) {
+  Key(w, k);
   Utf8String(w, v);
 }
 
-void U64(Writer& w, const char* k, uint64_t v) {
-  w.Key(k);
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void U64(Writer& w, const char* k, uint64_t v) {
+  Key(w, k);
   w.Uint64(v);
 }
 
 // The string, or null when it is empty (unknown).
-void StrOrNull(Writer& w, const char* k, absl::string_view v) {
-  w.Key(k);
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StrOrNull(Writer& w, const char* k, absl::string_view v) {
+  Key(w, k);
   if (v.empty()) {
     w.Null();
   } else {
@@ -90,8 +143,8 @@ void StrOrNull(Writer& w, const char* k, absl::string_view v) {
   }
 }
 
-void Bool(Writer& w, const char* k, bool v) {
-  w.Key(k);
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Bool(Writer& w, const char* k, bool v) {
+  Key(w, k);
   w.Bool(v);
 }
 
@@ -100,7 +153,7 @@ void Bool(Writer& w, const char* k, bool v) {
 void BuildIdFields(Writer& w, const BuildId& b) {
   StrOrNull(w, "build_id", b.known() ? b.Hex() : std::string());
   Str(w, "build_id_source", BuildIdSourceName(b.source));
-  w.Key("build_id_error");
+  Key(w, "build_id_error");
   if (b.error == 0) {
     w.Null();
   } else {
@@ -114,7 +167,7 @@ void FileFields(Writer& w, const FileKey& f, const ExecEvent* exec) {
   w.StartObject();
   U64(w, "dev", f.UserDev());
   U64(w, "inode", f.ino);
-  w.Key("ctime_ns");
+  Key(w, "ctime_ns");
   w.Int64(f.CtimeNs());
   U64(w, "size", f.size);
   if (exec != nullptr) {
@@ -125,13 +178,13 @@ void FileFields(Writer& w, const FileKey& f, const ExecEvent* exec) {
 }
 
 void Args(Writer& w, const std::vector<std::string>& args) {
-  w.Key("args");
+  Key(w, "args");
   w.StartArray();
   for (const std::string& a : args) Utf8String(w, a);
   w.EndArray();
 }
 
-void Header(Writer& w, const char* type, const std::string& time,
+void Header(Writer& w, const char* type, absl::string_view time,
             const std::string& node, const std::string& cluster) {
   U64(w, "schema", kSchemaVersion);
   Str(w, "type", type);
@@ -207,7 +260,7 @@ void VerdictObject(Writer& w, const VerdictView& v) {
   Str(w, "action", v.action);
   StrOrNull(w, "policy", v.policy);
   StrOrNull(w, "rule", v.rule);
-  w.Key("mode");
+  Key(w, "mode");
   if (v.mode == nullptr) {
     w.Null();
   } else {
@@ -219,20 +272,59 @@ void VerdictObject(Writer& w, const VerdictView& v) {
 
 }  // namespace
 
-std::string JsonWriter::WallTime(uint64_t boot_ns) const {
-  int64_t real = static_cast<int64_t>(boot_ns) + boot_to_real_ns_;
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E9SZ", absl::FromUnixNanos(real),
-                          absl::UTCTimeZone());
+absl::string_view JsonWriter::FormatWallTime(uint64_t boot_ns,
+                                             TimeText* out) const {
+  const int64_t real = static_cast<int64_t>(boot_ns) + boot_to_real_ns_;
+  constexpr int64_t kNs = 1000000000;
+  int64_t sec = real / kNs;
+  int64_t ns = real % kNs;
+  if (ns < 0) {  // before 1970: floor, and a positive fraction
+    --sec;
+    ns += kNs;
+  }
+  // Formatting the date and time of day is most of the cost, and events
+  // come in bursts within a second: the last two seconds are kept.
+  SecondText* hit = nullptr;
+  for (SecondText& c : seconds_) {
+    if (c.valid && c.sec == sec) hit = &c;
+  }
+  if (hit == nullptr) {
+    hit = &seconds_[next_second_];
+    next_second_ ^= 1;
+    const std::string text = absl::FormatTime(
+        "%Y-%m-%dT%H:%M:%S", absl::FromUnixSeconds(sec), absl::UTCTimeZone());
+    hit->len = std::min(text.size(), sizeof(hit->text));
+    std::memcpy(hit->text, text.data(), hit->len);
+    hit->sec = sec;
+    hit->valid = true;
+  }
+  char* p = out->data();
+  std::memcpy(p, hit->text, hit->len);
+  p += hit->len;
+  *p++ = '.';
+  for (int i = 8; i >= 0; --i) {
+    p[i] = static_cast<char>('0' + ns % 10);
+    ns /= 10;
+  }
+  p += 9;
+  *p++ = 'Z';
+  return absl::string_view(out->data(), static_cast<size_t>(p - out->data()));
 }
 
-std::string JsonWriter::Exec(const ExecEvent& e, const ProcessInfo& self,
+std::string JsonWriter::WallTime(uint64_t boot_ns) const {
+  TimeText text;
+  return std::string(FormatWallTime(boot_ns, &text));
+}
+
+absl::string_view JsonWriter::Exec(const ExecEvent& e, const ProcessInfo& self,
                              const ProcessInfo* parent,
                              const VerdictView* verdict,
-                             const WorkloadView* workload) const {
-  rapidjson::StringBuffer sb;
-  Writer w(sb);
+                             const WorkloadView* workload) {
+  buf_.Clear();
+  Writer w(buf_);
+  TimeText time, start;
   w.StartObject();
-  Header(w, "exec", WallTime(e.ktime_ns), node_, cluster_);
+  Header(w, "exec", FormatWallTime(e.ktime_ns, &time), node_, cluster_);
   Key(w, "process");
   w.StartObject();
   U64(w, "pid", e.pid);
@@ -242,7 +334,7 @@ std::string JsonWriter::Exec(const ExecEvent& e, const ProcessInfo& self,
   U64(w, "gid", e.gid);
   U64(w, "euid", e.euid);
   U64(w, "egid", e.egid);
-  w.Key("loginuid");
+  Key(w, "loginuid");
   if (e.loginuid == UINT32_MAX) {
     w.Null();
   } else {
@@ -260,7 +352,7 @@ std::string JsonWriter::Exec(const ExecEvent& e, const ProcessInfo& self,
   U64(w, "cgroup_id", e.cgroup_id);
   U64(w, "mnt_ns", e.mnt_ns);
   U64(w, "pid_ns", e.pid_ns);
-  Str(w, "start_time", WallTime(e.start_ns));
+  Str(w, "start_time", FormatWallTime(e.start_ns, &start));
   U64(w, "ktime_ns", e.ktime_ns);
   FileFields(w, e.exe, &e);
   BuildIdFields(w, e.build_id);
@@ -293,16 +385,17 @@ std::string JsonWriter::Exec(const ExecEvent& e, const ProcessInfo& self,
   WorkloadObjects(w, workload);
   if (verdict != nullptr) VerdictObject(w, *verdict);
   w.EndObject();
-  return std::string(sb.GetString(), sb.GetSize());
+  return absl::string_view(buf_.GetString(), buf_.GetSize());
 }
 
-std::string JsonWriter::Sweep(const SweepRecord& r, const ProcessInfo* self,
+absl::string_view JsonWriter::Sweep(const SweepRecord& r, const ProcessInfo* self,
                               const VerdictView& verdict,
-                              const WorkloadView* workload) const {
-  rapidjson::StringBuffer sb;
-  Writer w(sb);
+                              const WorkloadView* workload) {
+  buf_.Clear();
+  Writer w(buf_);
+  TimeText time, start;
   w.StartObject();
-  Header(w, "sweep", WallTime(r.ktime_ns), node_, cluster_);
+  Header(w, "sweep", FormatWallTime(r.ktime_ns, &time), node_, cluster_);
   Key(w, "process");
   w.StartObject();
   U64(w, "pid", r.pid);
@@ -313,22 +406,23 @@ std::string JsonWriter::Sweep(const SweepRecord& r, const ProcessInfo* self,
     Str(w, "binary", self->binary);
   }
   U64(w, "cgroup_id", r.cgroup_id);
-  Str(w, "start_time", WallTime(r.start_ns));
+  Str(w, "start_time", FormatWallTime(r.start_ns, &start));
   FileFields(w, r.exe, nullptr);
   BuildIdFields(w, r.build_id);
   w.EndObject();
   WorkloadObjects(w, workload);
   VerdictObject(w, verdict);
   w.EndObject();
-  return std::string(sb.GetString(), sb.GetSize());
+  return absl::string_view(buf_.GetString(), buf_.GetSize());
 }
 
-std::string JsonWriter::Exit(const ExitEvent& e, const ProcessInfo* self,
-                             const WorkloadView* workload) const {
-  rapidjson::StringBuffer sb;
-  Writer w(sb);
+absl::string_view JsonWriter::Exit(const ExitEvent& e, const ProcessInfo* self,
+                             const WorkloadView* workload) {
+  buf_.Clear();
+  Writer w(buf_);
+  TimeText time, start;
   w.StartObject();
-  Header(w, "exit", WallTime(e.ktime_ns), node_, cluster_);
+  Header(w, "exit", FormatWallTime(e.ktime_ns, &time), node_, cluster_);
   Key(w, "process");
   w.StartObject();
   U64(w, "pid", e.pid);
@@ -340,7 +434,7 @@ std::string JsonWriter::Exit(const ExitEvent& e, const ProcessInfo* self,
     U64(w, "cgroup_id", self->cgroup_id);
     BuildIdFields(w, self->build_id);
   }
-  Str(w, "start_time", WallTime(e.start_ns));
+  Str(w, "start_time", FormatWallTime(e.start_ns, &start));
   w.EndObject();
   Key(w, "exit");
   w.StartObject();
@@ -354,17 +448,18 @@ std::string JsonWriter::Exit(const ExitEvent& e, const ProcessInfo* self,
   w.EndObject();
   WorkloadObjects(w, workload);
   w.EndObject();
-  return std::string(sb.GetString(), sb.GetSize());
+  return absl::string_view(buf_.GetString(), buf_.GetSize());
 }
 
-std::string JsonWriter::Snapshot(
+absl::string_view JsonWriter::Snapshot(
     const SnapTask& t, const ProcessInfo& self, const SnapObject* exe,
     const std::vector<const SnapObject*>& objects,
-    const WorkloadView* workload) const {
-  rapidjson::StringBuffer sb;
-  Writer w(sb);
+    const WorkloadView* workload) {
+  buf_.Clear();
+  Writer w(buf_);
+  TimeText time, start;
   w.StartObject();
-  Header(w, "snapshot", WallTime(t.ktime_ns), node_, cluster_);
+  Header(w, "snapshot", FormatWallTime(t.ktime_ns, &time), node_, cluster_);
   Key(w, "process");
   w.StartObject();
   U64(w, "pid", t.pid);
@@ -372,7 +467,7 @@ std::string JsonWriter::Snapshot(
   U64(w, "uid", t.uid);
   U64(w, "gid", t.gid);
   U64(w, "euid", t.euid);
-  w.Key("loginuid");
+  Key(w, "loginuid");
   if (t.loginuid == UINT32_MAX) {
     w.Null();
   } else {
@@ -387,7 +482,7 @@ std::string JsonWriter::Snapshot(
   U64(w, "cgroup_id", t.cgroup_id);
   U64(w, "mnt_ns", t.mnt_ns);
   U64(w, "pid_ns", t.pid_ns);
-  Str(w, "start_time", WallTime(t.start_ns));
+  Str(w, "start_time", FormatWallTime(t.start_ns, &start));
   if (exe != nullptr) {
     FileFields(w, exe->file, nullptr);
     BuildIdFields(w, exe->build_id);
@@ -408,7 +503,7 @@ std::string JsonWriter::Snapshot(
   w.EndObject();
   WorkloadObjects(w, workload);
   w.EndObject();
-  return std::string(sb.GetString(), sb.GetSize());
+  return absl::string_view(buf_.GetString(), buf_.GetSize());
 }
 
 }  // namespace execmon

@@ -1,11 +1,16 @@
 // Renders events as JSON lines (the contract in docs/events.md). One
-// writer per agent; not thread-safe.
+// writer per agent; not thread-safe. Events are rendered into one buffer
+// that the writer reuses: a rendered event is valid until the next call.
 #ifndef EXECMON_AGENT_EVENT_JSON_WRITER_H_
 #define EXECMON_AGENT_EVENT_JSON_WRITER_H_
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "absl/strings/string_view.h"
+#include "rapidjson/stringbuffer.h"
 
 #include "agent/container/cgroup_path.h"
 #include "agent/container/pod_meta.h"
@@ -41,29 +46,47 @@ class JsonWriter {
   void set_boot_to_real_ns(int64_t v) { boot_to_real_ns_ = v; }
   int64_t boot_to_real_ns() const { return boot_to_real_ns_; }
 
-  std::string Exec(const ExecEvent& e, const ProcessInfo& self,
-                   const ProcessInfo* parent,
-                   const VerdictView* verdict = nullptr,
-                   const WorkloadView* workload = nullptr) const;
-  // A running process the policy sweep found violating (type "sweep").
-  std::string Sweep(const SweepRecord& r, const ProcessInfo* self,
-                    const VerdictView& verdict,
-                    const WorkloadView* workload = nullptr) const;
   void set_cluster(std::string cluster) { cluster_ = std::move(cluster); }
-  std::string Exit(const ExitEvent& e, const ProcessInfo* self,
-                   const WorkloadView* workload = nullptr) const;
-  std::string Snapshot(const SnapTask& t, const ProcessInfo& self,
-                       const SnapObject* exe,
-                       const std::vector<const SnapObject*>& objects,
-                       const WorkloadView* workload = nullptr) const;
+
+  // Each returns the event's JSON document (one line, no newline), valid
+  // until the next call on this writer.
+  absl::string_view Exec(const ExecEvent& e, const ProcessInfo& self,
+                         const ProcessInfo* parent,
+                         const VerdictView* verdict = nullptr,
+                         const WorkloadView* workload = nullptr);
+  // A running process the policy sweep found violating (type "sweep").
+  absl::string_view Sweep(const SweepRecord& r, const ProcessInfo* self,
+                          const VerdictView& verdict,
+                          const WorkloadView* workload = nullptr);
+  absl::string_view Exit(const ExitEvent& e, const ProcessInfo* self,
+                         const WorkloadView* workload = nullptr);
+  absl::string_view Snapshot(const SnapTask& t, const ProcessInfo& self,
+                             const SnapObject* exe,
+                             const std::vector<const SnapObject*>& objects,
+                             const WorkloadView* workload = nullptr);
 
   // RFC 3339 UTC with nanoseconds, from a boot-clock time.
   std::string WallTime(uint64_t boot_ns) const;
 
  private:
+  // "YYYY-MM-DDTHH:MM:SS" (longer for years past 9999), '.', 9 digits, 'Z'.
+  using TimeText = std::array<char, 48>;
+  struct SecondText {
+    bool valid = false;
+    int64_t sec = 0;
+    size_t len = 0;
+    char text[36];
+  };
+  // WallTime into *out; returns the text (in *out).
+  absl::string_view FormatWallTime(uint64_t boot_ns, TimeText* out) const;
+
   std::string node_;
   std::string cluster_;
   int64_t boot_to_real_ns_ = 0;
+  rapidjson::StringBuffer buf_;
+  // The date and time of day of the last two seconds formatted.
+  mutable std::array<SecondText, 2> seconds_;
+  mutable int next_second_ = 0;
 };
 
 }  // namespace execmon

@@ -20,10 +20,17 @@ ProcessInfo& ProcessTable::Insert(ProcessInfo info) {
     by_seq_.erase(it->second.seq);
     by_pid_.erase(it);
   }
+  // Full: the oldest entries go, except the new entry's parent, which its
+  // event is about to be rendered with (unless nothing else is left).
+  auto victim = by_seq_.begin();
   while (by_pid_.size() >= max_entries_ && !by_seq_.empty()) {
-    auto oldest = by_seq_.begin();
-    by_pid_.erase(oldest->second);
-    by_seq_.erase(oldest);
+    if (victim != by_seq_.end() && victim->second == info.ppid &&
+        info.ppid != info.pid) {
+      ++victim;
+    }
+    if (victim == by_seq_.end()) victim = by_seq_.begin();
+    by_pid_.erase(victim->second);
+    victim = by_seq_.erase(victim);
     ++evictions_;
   }
   info.seq = next_seq_++;

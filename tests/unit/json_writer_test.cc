@@ -47,7 +47,7 @@ void ExpectNoDuplicateKeys(const Value& v, const std::string& where) {
 }
 
 // Parses one event line with UTF-8 validation.
-Document Parse(const std::string& json) {
+Document Parse(absl::string_view json) {
   EXPECT_EQ(json.find('\n'), std::string::npos) << "not one line: " << json;
   Document d;
   d.Parse<rapidjson::kParseValidateEncodingFlag>(json.data(), json.size());
@@ -233,6 +233,28 @@ TEST(JsonWriterTimeTest, WallTimeAppliesOffset) {
   EXPECT_EQ(w.boot_to_real_ns(), kRealNs);
   EXPECT_EQ(w.WallTime(0), kRealText);
   EXPECT_EQ(w.WallTime(3600LL * 1000000000), "2026-01-02T04:04:05.123456789Z");
+}
+
+// The writer keeps the last seconds it formatted: going back and forth
+// between seconds, days and years must never reuse the wrong one.
+TEST(JsonWriterTimeTest, WallTimeAcrossSecondsDaysAndYears) {
+  JsonWriter w("n");
+  w.set_boot_to_real_ns(kRealNs);
+  const uint64_t s = 1000000000;
+  for (int round = 0; round < 2; ++round) {
+    EXPECT_EQ(w.WallTime(0), kRealText);
+    EXPECT_EQ(w.WallTime(s), "2026-01-02T03:04:06.123456789Z");
+    EXPECT_EQ(w.WallTime(2 * s), "2026-01-02T03:04:07.123456789Z");
+    EXPECT_EQ(w.WallTime(0), kRealText);
+    EXPECT_EQ(w.WallTime(86400 * s - 876543211), "2026-01-03T03:04:04.246913578Z");
+    EXPECT_EQ(w.WallTime(365 * 86400 * s), "2027-01-02T03:04:05.123456789Z");
+    EXPECT_EQ(w.WallTime(s - 123456790), "2026-01-02T03:04:05.999999999Z");
+    EXPECT_EQ(w.WallTime(s - 123456789), "2026-01-02T03:04:06.000000000Z");
+  }
+  // Before 1970 (a clock set far back): floor to the second before.
+  JsonWriter old("n");
+  old.set_boot_to_real_ns(-1);
+  EXPECT_EQ(old.WallTime(0), "1969-12-31T23:59:59.999999999Z");
 }
 
 // ---------------------------------------------------------------- exec
@@ -520,7 +542,7 @@ TEST(JsonWriterStringTest, SpecialCharactersRoundTrip) {
   e.filename = "/tmp/a\"b\\c\nd";
   e.cwd = "/home/\xC3\xA9t\xC3\xA9";
   e.comm = "\xE6\x97\xA5\xE6\x9C\xAC";
-  std::string json = Writer().Exec(e, Self(e), nullptr);
+  std::string json(Writer().Exec(e, Self(e), nullptr));
   Document d = Parse(json);
   const Value& p = Get(d, "process");
   EXPECT_EQ(Strings(Get(p, "args")), e.args);
@@ -542,6 +564,34 @@ TEST(JsonWriterStringTest, ValidNonAsciiUtf8RoundTrips) {
   EXPECT_EQ(Strings(Get(Get(d, "process"), "args")), e.args);
 }
 
+// Strings are copied whole when no byte needs escaping, eight bytes at a
+// time; every special byte at every position of every length up to 24 must
+// still be escaped (or replaced) and survive the round trip.
+TEST(JsonWriterStringTest, SpecialByteAtEveryPositionRoundTrips) {
+  const std::vector<std::string> specials = {
+      "\"", "\\", "\n", std::string(1, '\0'), "\x01", "\x1f",
+      "\x7f",  // DEL needs no escaping
+      "\xC3\xA9", "\xF0\x9F\x98\x80", " ", "~"};
+  ExecEvent e = SampleExec();
+  e.args.clear();
+  for (size_t len = 0; len <= 24; ++len) {
+    for (size_t pos = 0; pos <= len; ++pos) {
+      for (const std::string& sp : specials) {
+        std::string a(len, 'x');
+        a.insert(pos, sp);
+        e.args.push_back(a);
+      }
+    }
+  }
+  Document d = Parse(Writer().Exec(e, Self(e), nullptr));
+  EXPECT_EQ(Strings(Get(Get(d, "process"), "args")), e.args);
+  // Invalid UTF-8 after a long plain prefix is still replaced.
+  e.args = {std::string(17, 'y') + "\xFF"};
+  Document bad = Parse(Writer().Exec(e, Self(e), nullptr));
+  EXPECT_EQ(Strings(Get(Get(bad, "process"), "args")),
+            std::vector<std::string>{std::string(17, 'y') + "\xEF\xBF\xBD"});
+}
+
 std::vector<std::string> InvalidUtf8Args() {
   return {
       "a\xFF" "b",         // byte never valid in UTF-8
@@ -561,7 +611,7 @@ TEST(JsonWriterStringTest, InvalidUtf8BytesBecomeReplacementCharacters) {
   e.args = InvalidUtf8Args();
   e.args.push_back("quote\" and \\ and \n");
   e.args.push_back("caf\xC3\xA9 \xF0\x9F\x98\x80");  // valid: kept as is
-  std::string json = Writer().Exec(e, Self(e), nullptr);
+  std::string json(Writer().Exec(e, Self(e), nullptr));
   EXPECT_EQ(json.find('\n'), std::string::npos);
   Document d;
   d.Parse<rapidjson::kParseValidateEncodingFlag>(json.data(), json.size());
@@ -605,6 +655,24 @@ ExitEvent SampleExit(uint32_t status) {
   x.exit_code = status;
   x.start_ns = kKtime - 1997786;
   return x;
+}
+
+// Events are rendered into one reused buffer: a long event followed by a
+// short one leaves nothing of the first behind.
+TEST(JsonWriterExecTest, ReusedBufferHoldsOnlyTheLatestEvent) {
+  JsonWriter w("node-1");
+  ExecEvent big = SampleExec();
+  big.args.assign(200, std::string(100, 'a'));
+  const std::string first(w.Exec(big, Self(big), nullptr));
+  ExitEvent x = SampleExit(0);
+  const std::string second(w.Exit(x, nullptr));
+  EXPECT_LT(second.size(), first.size() / 10);
+  Document d = Parse(second);
+  EXPECT_JSON_STR(d, "type", "exit");
+  EXPECT_EQ(second.find("aaaa"), std::string::npos);
+  EXPECT_EQ(Parse(w.Exec(big, Self(big), nullptr)).GetObject().MemberCount(),
+            Parse(first).GetObject().MemberCount());
+  EXPECT_EQ(std::string(w.Exec(big, Self(big), nullptr)), first);
 }
 
 TEST(JsonWriterExitTest, EveryContractFieldWithItsType) {

@@ -222,6 +222,27 @@ TEST(ProcessTableTest, BoundEvictsOldestByInsertion) {
   }
 }
 
+TEST(ProcessTableTest, BoundKeepsTheParentOfTheNewEntry) {
+  ProcessTable t(3, kBoot);
+  t.OnExec(Exec(10, 1, 100));  // the oldest, and the parent of 13
+  t.OnExec(Exec(11, 1, 200));
+  t.OnExec(Exec(12, 1, 300));
+  const ProcessInfo& child = t.OnExec(Exec(13, 10, 400));
+  EXPECT_EQ(child.parent_exec_id, t.ExecId(10, 100));
+  EXPECT_EQ(t.size(), 3u);
+  EXPECT_EQ(t.evictions(), 1u);
+  EXPECT_NE(t.Find(10), nullptr) << "the parent of the new entry was evicted";
+  EXPECT_EQ(t.Find(11), nullptr) << "the next oldest should have gone";
+  EXPECT_NE(t.Find(12), nullptr);
+  // With room for one, the bound wins: the parent goes too.
+  ProcessTable one(1, kBoot);
+  one.OnExec(Exec(20, 1, 100));
+  one.OnExec(Exec(21, 20, 200));
+  EXPECT_EQ(one.size(), 1u);
+  EXPECT_EQ(one.Find(20), nullptr);
+  EXPECT_NE(one.Find(21), nullptr);
+}
+
 TEST(ProcessTableTest, BoundAppliesAcrossExecForkAndSnapshot) {
   ProcessTable t(2, kBoot);
   t.OnSnapshot(Snap(10, 1, 100), "/a", BuildId{});
