@@ -332,9 +332,10 @@ int main(int argc, char** argv) {
       if (!r.emits) continue;
       ++emitted;
       if (++since_flush == flush_every) {
-        // What Agent::Run does after each ring-buffer batch.
+        // What Agent::Run does after each ring-buffer batch (FlushSinks).
         since_flush = 0;
         if (null_sink != nullptr) (void)null_sink->Flush();
+        if (kafka != nullptr) (void)kafka->Flush();
         if (kafka != nullptr && outstanding() > max_outstanding) {
           const double ws = Mono();
           while (outstanding() > max_outstanding / 2) usleep(1000);

@@ -27,6 +27,9 @@ constexpr absl::Duration kLogEvery = absl::Seconds(60);
 // After the flush deadline, how long Close() waits for librdkafka to report
 // the purged messages (normally immediate).
 constexpr absl::Duration kPurgeReportWait = absl::Seconds(1);
+// How often the poller thread serves librdkafka's callbacks (delivery
+// reports that Flush() has not served, errors, statistics).
+constexpr absl::Duration kPollEvery = absl::Milliseconds(100);
 
 // librdkafka's error name as a counter reason: "_MSG_TIMED_OUT" ->
 // "msg_timed_out".
@@ -322,11 +325,15 @@ KafkaSink::~KafkaSink() {
 }
 
 void KafkaSink::PollLoop() {
-  while (!stop_polling_.load()) rd_kafka_poll(rk_, 100);
+  // Not blocked inside rd_kafka_poll: that would win every delivery report
+  // from Flush() (see there) and take a wake-up per report batch.
+  do {
+    rd_kafka_poll(rk_, 0);
+  } while (!stop_polling_.WaitForNotificationWithTimeout(kPollEvery));
 }
 
 void KafkaSink::StopPolling() {
-  stop_polling_.store(true);
+  if (!stop_polling_.HasBeenNotified()) stop_polling_.Notify();
   if (poller_.joinable()) poller_.join();
 }
 
@@ -420,7 +427,14 @@ absl::Status KafkaSink::Write(const EventMeta& meta, absl::string_view json) {
   return absl::OkStatus();
 }
 
-absl::Status KafkaSink::Flush() { return absl::OkStatus(); }
+absl::Status KafkaSink::Flush() {
+  // Serves the delivery reports on the thread that produced the events
+  // (the agent's, after each batch): librdkafka frees the delivered
+  // messages here, where they were allocated, instead of on the poller
+  // thread, whose frees contended with this thread's allocations.
+  if (!closed_.load()) rd_kafka_poll(rk_, 0);
+  return absl::OkStatus();
+}
 
 absl::Status KafkaSink::Close(absl::Duration deadline) {
   if (closed_.load()) return absl::OkStatus();

@@ -3,11 +3,13 @@
 // the message format.
 //
 // Threading: Write() may be called from any thread (the agent calls it from
-// its event loop); it only enqueues into librdkafka and never blocks. A
-// background thread of this sink serves librdkafka's callbacks (delivery
-// reports, errors, statistics) with rd_kafka_poll(), so the counters and the
-// broker state stay current even while no events flow. Stats(),
-// KafkaCounters() and Healthy() are safe from any thread (metrics server).
+// its event loop); it only enqueues into librdkafka and never blocks.
+// Flush(), called by the agent after each batch of events, serves the
+// delivery reports on that thread; a background thread of this sink also
+// serves librdkafka's callbacks (delivery reports, errors, statistics) with
+// rd_kafka_poll() every 100 ms, so the counters and the broker state stay
+// current even while no events flow. Stats(), KafkaCounters() and
+// Healthy() are safe from any thread (metrics server).
 #ifndef EXECMON_AGENT_SINK_KAFKA_SINK_H_
 #define EXECMON_AGENT_SINK_KAFKA_SINK_H_
 
@@ -25,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "agent/sink/event_sink.h"
 
@@ -114,7 +117,8 @@ class KafkaSink : public EventSink {
   // Enqueues the event; never blocks. An event that cannot be enqueued is
   // counted (dropped_queue_full / dropped_other) and OkStatus is returned.
   absl::Status Write(const EventMeta& meta, absl::string_view json) override;
-  // Nothing to do: librdkafka sends on its own within linger.ms.
+  // Serves delivery reports (librdkafka sends on its own within linger.ms).
+  // Never blocks.
   absl::Status Flush() override;
   // Waits at most min(deadline, flush_timeout) for delivery, then drops (and
   // counts as dropped_shutdown) what is left and logs the final counters.
@@ -179,7 +183,7 @@ class KafkaSink : public EventSink {
   // Set once Close() has settled the accounting: later delivery reports
   // (none are expected) no longer change the counters.
   std::atomic<bool> closed_{false};
-  std::atomic<bool> stop_polling_{false};
+  absl::Notification stop_polling_;
   std::thread poller_;
 };
 

@@ -12,6 +12,15 @@ def test_version():
     assert r.returncode == 0 and r.stdout.startswith("execmon ")
 
 
+def test_agent_allocates_with_jemalloc():
+    # The default build links jemalloc (docs/performance.md, "allocator");
+    # jemalloc prints its statistics at exit when asked to.
+    r = subprocess.run([str(EXECMON), "version"], capture_output=True, text=True,
+                       env={"MALLOC_CONF": "stats_print:true"})
+    assert r.returncode == 0
+    assert "Begin jemalloc statistics" in r.stderr
+
+
 def test_buildid_prints_hex_and_file():
     r = subprocess.run([str(EXECMON), "buildid", str(BIN / "hello_pie8"),
                         str(BIN / "hello_nopie20")], capture_output=True, text=True)
