@@ -38,7 +38,8 @@
 #include "rapidjson/writer.h"
 
 ABSL_FLAG(std::string, output, "stdout",
-          "Where JSON-lines events go: stdout, or a file path (appended).");
+          "Where JSON-lines events go: stdout, a file path (appended), or "
+          "none (with --kafka_brokers: Kafka only).");
 ABSL_FLAG(std::string, node, "",
           "Node name reported in events (default: the host name; in "
           "Kubernetes set it from spec.nodeName).");
@@ -96,7 +97,8 @@ ABSL_FLAG(bool, bpf_stats, false,
 #include "agent/sink/kafka_sink.h"  // NOLINT(build/include_order)
 ABSL_FLAG(std::string, kafka_brokers, "",
           "Kafka bootstrap brokers, HOST:PORT,... Empty: no Kafka export. "
-          "Kafka is an additional sink: --output stays active (docs/kafka.md).");
+          "Kafka is an additional sink: --output stays active unless it is "
+          "none (docs/kafka.md).");
 ABSL_FLAG(std::string, kafka_topic, "execmon.events",
           "Kafka topic the events go to (see --kafka_topic_by_type).");
 ABSL_FLAG(bool, kafka_topic_by_type, false,
@@ -318,9 +320,17 @@ absl::Status CmdRun() {
   if (absl::Status s = execmon::CheckPrerequisites(); !s.ok()) return s;
 
   std::vector<std::unique_ptr<execmon::EventSink>> sinks;
-  auto out = execmon::JsonLinesSink::Open(absl::GetFlag(FLAGS_output));
-  if (!out.ok()) return out.status();
-  sinks.push_back(*std::move(out));
+  const std::string output = absl::GetFlag(FLAGS_output);
+  if (output == "none") {
+    if (absl::GetFlag(FLAGS_kafka_brokers).empty()) {
+      return absl::InvalidArgumentError(
+          "--output=none without --kafka_brokers: events would go nowhere");
+    }
+  } else {
+    auto out = execmon::JsonLinesSink::Open(output);
+    if (!out.ok()) return out.status();
+    sinks.push_back(*std::move(out));
+  }
 
   execmon::AgentOptions opts;
   opts.node = absl::GetFlag(FLAGS_node);

@@ -20,8 +20,9 @@ Phase 1, throughput (no BPF in the timed part):
   bench process (all threads, incl. librdkafka's), of its replay thread, the
   broker's CPU seconds per run, /proc/loadavg before/after, and the CPU
   per thread (replay, rdk:broker*, rdk:main, the sink's poller...).
-  --diagnostics adds kafka_lz4 and kafka_nocomp (compression.codec lz4 /
-  none instead of the sink's zstd) to the alternation, and a second latency
+  --diagnostics adds kafka_zstd, kafka_zstd2 and kafka_nocomp
+  (compression.codec zstd at its default level 3 / at level 2 / none
+  instead of the sink's lz4) to the alternation, and a second latency
   run with --kafka-property=linger.ms=0 (the batching delay's share).
 
 Phase 2, exec-to-Kafka latency: the real agent (`execmon run
@@ -62,7 +63,8 @@ SINK_BENCH = bl.BENCH_BIN / "sink_bench"
 MODES = ["decode", "render", "null", "kafka"]
 # --diagnostics: the kafka mode with another compression codec (librdkafka
 # property after the sink's defaults), to see what compression costs.
-DIAG_MODES = {"kafka_lz4": ["compression.codec=lz4"],
+DIAG_MODES = {"kafka_zstd": ["compression.codec=zstd"],
+              "kafka_zstd2": ["compression.codec=zstd", "compression.level=2"],
               "kafka_nocomp": ["compression.codec=none"]}
 
 # The command mix run while recording: ordinary host activity.
@@ -104,7 +106,7 @@ def parse_args():
     p.add_argument("--max_seconds", type=float, default=300,
                    help="start no throughput round after this (bounds the run)")
     p.add_argument("--diagnostics", action="store_true",
-                   help="also alternate kafka_lz4 and kafka_nocomp")
+                   help="also alternate kafka_zstd, kafka_zstd2 and kafka_nocomp")
     p.add_argument("--logdir", default="/tmp")
     return p.parse_args()
 
@@ -176,6 +178,10 @@ def run_one(mode, args, records, broker, tag):
             bl.die(f"{topic}: end offset {off} != delivered {k['delivered']} + "
                    f"warm-up {k['warmup_delivered']}")
         res["topic_end_offset"] = off
+        # What the events take in the broker's log (compressed record
+        # batches with their headers), per event.
+        logs = list((broker.data / f"{topic}-0").glob("*.log"))
+        res["log_bytes_per_event"] = sum(f.stat().st_size for f in logs) / off
     return res
 
 
@@ -213,8 +219,8 @@ def report_throughput(runs, rec_summary, args):
           f"{any_run['json_bytes'] / any_run['events']:.0f} bytes/event\n")
     print("| mode | events/s (wall), median [min, max] | events per CPU-s, all "
           "threads | events per CPU-s, replay thread | bench CPU s | broker CPU s "
-          "| wait s (back-pressure) | loadavg before → after (per run) |")
-    print("|---|---|---:|---:|---:|---:|---:|---|")
+          "| wait s (back-pressure) | Close() s | loadavg before → after (per run) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for m in runs:
         rs = runs[m]
         eps = [r["events_per_s"] for r in rs]
@@ -254,6 +260,12 @@ def report_throughput(runs, rec_summary, args):
             f"{n} {med([r['thread_cpu_s'].get(n, 0) / r['events'] * 1e6 for r in runs[m]]):.2f}"
             for n in names) + "; whole process during Close(): "
             f"{med([r['cpu_close_s'] / r['events'] * 1e6 for r in runs[m]]):.2f}")
+    jb = med([r["json_bytes"] / r["events"] for r in runs["render"]])
+    print("\nSize in the topic's log (record batches as the broker stores them), "
+          f"per event, against {jb:.0f} bytes of JSON: " + ", ".join(
+              f"{m} {med([r['log_bytes_per_event'] for r in runs[m]]):.0f} bytes "
+              f"({jb / med([r['log_bytes_per_event'] for r in runs[m]]):.1f}x)"
+              for m in runs if m.startswith("kafka")))
     k = [r for m in runs if m.startswith("kafka") for r in runs[m]]
     print("\nKafka delivery checks: every run delivered == events, no drops, "
           "topic end offset == delivered + warm-up: " +
@@ -386,7 +398,7 @@ def latency(args, logdir, broker, props=(), name="latency"):
             res["agent_kafka_line"] = line.split("execmon: ", 1)[1]
     print(f"\n### Exec-to-Kafka latency: {n_execs} execs at {args.rate:.0f}/s "
           f"({float(gen_wall):.1f} s), agent producer properties: "
-          f"{', '.join(props) if props else 'execmon defaults (linger.ms=10, zstd, acks=all)'}\n")
+          f"{', '.join(props) if props else 'execmon defaults (linger.ms=10, lz4, acks=all)'}\n")
     print(f"received {len(total)} of {n_execs} (missing {missing}, duplicated {dup}); "
           f"loadavg {' '.join(la0)} → {' '.join(la1)}; agent CPU {agent_cpu:.2f} s, "
           f"broker CPU {broker_cpu:.2f} s, machine busy {busy1 - busy0:.1f} CPU-s "

@@ -163,6 +163,7 @@ FAILING = {
     "kubernetes on without a token": (
         {"agent": {"kubernetes": "on"}, "serviceAccount": {"automountToken": False}},
         "automountToken"),
+    "output none without kafka": ({"agent": {"output": "none"}}, "agent.output=none"),
     "servicemonitor without service": (
         {"metrics": {"service": {"enabled": False}, "serviceMonitor": {"enabled": True}}},
         "metrics.service.enabled"),

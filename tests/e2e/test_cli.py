@@ -60,3 +60,10 @@ def test_run_rejects_bad_flags():
                        capture_output=True, text=True)
     assert r.returncode == 1
     assert "want auto, task_work or iterator" in r.stderr
+
+
+def test_output_none_needs_kafka():
+    r = subprocess.run([str(EXECMON), "run", "--output=none"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "--output=none without --kafka_brokers" in r.stderr

@@ -150,6 +150,25 @@ def test_exec_events_end_to_end(kafka, agent_factory):
         c["dropped_shutdown"] == c["dropped_other"] == 0, c
 
 
+def test_output_none_sends_events_to_kafka_only(kafka, agent_factory):
+    topic, node = unique("execmon-e2e"), unique("node")
+    agent = agent_factory(*kafka_flags(kafka, topic, node, "--output=none"))
+    tag = unique("kafka-only")
+    pids = run_hello(tag, 3)
+    mine = lambda m: tag in m["payload"] and '"type":"exec"' in m["payload"]
+    deadline = time.monotonic() + 30
+    while len([m for m in wait_consumed(kafka, topic, mine) if mine(m)]) < 3:
+        assert time.monotonic() < deadline, "3 tagged execs not in Kafka"
+        time.sleep(0.3)
+    stop(agent)
+    msgs = kafka.consume(topic)
+    execs = [json.loads(m["payload"]) for m in msgs if mine(m)]
+    assert sorted(e["process"]["pid"] for e in execs) == sorted(pids)
+    assert not agent.out.exists(), "a JSON-lines file was written"
+    c = counters(agent)
+    assert c["produced"] == c["delivered"] == len(msgs), c
+
+
 def test_topic_by_type(kafka, agent_factory):
     topic, node = unique("execmon-e2e"), unique("node")
     agent = agent_factory(*kafka_flags(kafka, topic, node,

@@ -138,6 +138,9 @@ message saying what to change.
 {{- if and $v.kafka.enabled (empty $v.kafka.brokers) -}}
 {{- fail "kafka.enabled=true needs kafka.brokers (HOST:PORT list)" -}}
 {{- end -}}
+{{- if and (eq $v.agent.output "none") (not $v.kafka.enabled) -}}
+{{- fail "agent.output=none needs kafka.enabled=true: events would go nowhere" -}}
+{{- end -}}
 {{- if and $v.kafka.enabled (le (int $v.terminationGracePeriodSeconds) (int $v.kafka.flushTimeoutSeconds)) -}}
 {{- fail (printf "terminationGracePeriodSeconds (%v) must be larger than kafka.flushTimeoutSeconds (%v): the agent flushes Kafka after SIGTERM and is killed at the end of the grace period" $v.terminationGracePeriodSeconds $v.kafka.flushTimeoutSeconds) -}}
 {{- end -}}
