@@ -14,6 +14,7 @@
 #include "agent/event/decoder.h"
 #include "agent/policy/compiler.h"
 #include "agent/policy/evaluator.h"
+#include "agent/policy/lint.h"
 #include "agent/policy/parser.h"
 #include "bpf/execmon_abi.h"
 
@@ -402,17 +403,9 @@ absl::Status Agent::LoadPolicies() {
     parsed = ParsePolicies();
   }
   if (!parsed.ok()) return parsed.status();
-  for (const Policy& p : parsed->policies) {
-    // Correct by the spec, and a foot-gun: say so every time it is loaded.
-    if (p.mode == PolicyMode::kEnforce && p.action == PolicyAction::kKill &&
-        p.selector.Empty() &&
-        (p.has_allow_list || p.unknown_build_id == UnknownBuildId::kDeny)) {
-      LogWarning("policy ", p.name, " (", p.pos.file, "): an enforce+kill ",
-                 p.has_allow_list ? "allowlist" : "unknownBuildId: deny",
-                 " with an empty selector governs every process on the node; "
-                 "the sweep kills every running process it does not allow "
-                 "(docs/policies.md, Enforcement)");
-    }
+  // Said every time such a policy is loaded, as `policy lint` says it.
+  for (const PolicyWarning& w : PolicyWarnings(*parsed)) {
+    LogWarning(w.ToString());
   }
   auto compiled = CompilePolicies(*parsed);
   if (!compiled.ok()) return compiled.status();

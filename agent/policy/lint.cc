@@ -84,6 +84,15 @@ void WriteSelector(Writer& w, const Selector& s) {
   w.EndObject();
 }
 
+void WritePos(Writer& w, const SourcePos& pos) {
+  w.Key("file");
+  String(w, pos.file);
+  w.Key("line");
+  w.Int(pos.line);
+  w.Key("column");
+  w.Int(pos.column);
+}
+
 std::string Json(const ParseResult& r) {
   rapidjson::StringBuffer buf;
   Writer w(buf);
@@ -121,14 +130,21 @@ std::string Json(const ParseResult& r) {
   w.StartArray();
   for (const PolicyError& e : r.errors) {
     w.StartObject();
-    w.Key("file");
-    String(w, e.pos.file);
-    w.Key("line");
-    w.Int(e.pos.line);
-    w.Key("column");
-    w.Int(e.pos.column);
+    WritePos(w, e.pos);
     w.Key("message");
     String(w, e.message);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.Key("warnings");
+  w.StartArray();
+  for (const PolicyWarning& warning : PolicyWarnings(r.set)) {
+    w.StartObject();
+    WritePos(w, warning.pos);
+    w.Key("policy");
+    String(w, warning.policy);
+    w.Key("message");
+    String(w, warning.message);
     w.EndObject();
   }
   w.EndArray();
@@ -141,16 +157,48 @@ std::string Text(const ParseResult& r) {
   for (const PolicyError& e : r.errors) {
     absl::StrAppend(&out, e.ToString(), "\n");
   }
+  const std::vector<PolicyWarning> warnings = PolicyWarnings(r.set);
+  for (const PolicyWarning& w : warnings) {
+    absl::StrAppend(&out, w.ToString(), "\n");
+  }
   if (r.errors.empty()) {
-    absl::StrAppend(&out, r.set.policies.size(), " policies OK\n");
+    absl::StrAppend(&out, r.set.policies.size(), " policies OK");
   } else {
     absl::StrAppend(&out, r.set.policies.size(), " policies, ",
-                    r.errors.size(), " errors\n");
+                    r.errors.size(), " errors");
   }
+  if (!warnings.empty()) absl::StrAppend(&out, ", ", warnings.size(), " warnings");
+  absl::StrAppend(&out, "\n");
   return out;
 }
 
 }  // namespace
+
+std::string PolicyWarning::ToString() const {
+  return PolicyError{pos, absl::StrCat("warning: policy ", policy, ": ", message)}
+      .ToString();
+}
+
+std::vector<PolicyWarning> PolicyWarnings(const PolicySet& set) {
+  std::vector<PolicyWarning> out;
+  for (const Policy& p : set.policies) {
+    // Correct by the spec, and a foot-gun.
+    if (p.mode == PolicyMode::kEnforce && p.action == PolicyAction::kKill &&
+        p.selector.Empty() &&
+        (p.has_allow_list || p.unknown_build_id == UnknownBuildId::kDeny)) {
+      out.push_back(
+          {p.pos, p.name,
+           absl::StrCat(
+               "an enforce+kill ",
+               p.has_allow_list ? "allowlist" : "unknownBuildId: deny",
+               " with an empty selector governs every process on the node; "
+               "the sweep kills every running process it does not allow "
+               "(scope it with a selector, e.g. host: false; "
+               "docs/policies.md, Enforcement)")});
+    }
+  }
+  return out;
+}
 
 int LintPolicyDir(const std::string& dir, bool json, std::string* out) {
   try {

@@ -348,6 +348,20 @@ def test_policy_lint_cli(tmp_path):
     assert "buildId" in err["message"]
 
 
+def test_policy_lint_warns_about_node_wide_enforce_allowlist(tmp_path):
+    # Only linted, never loaded: this policy would kill the machine's processes.
+    d = write_policies(tmp_path / "pol", p="apiVersion: execmon.io/v1alpha1\n"
+                       "kind: ExecPolicy\nmetadata: {name: node-wide}\nspec:\n"
+                       "  mode: enforce\n  action: kill\n"
+                       f"  allow: [{{buildId: {PIE8_ID}}}]\n")
+    r = subprocess.run([str(EXECMON), "policy", "lint", str(d)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+    assert "warning: policy node-wide: an enforce+kill allowlist with an empty " \
+        "selector governs every process on the node" in r.stdout
+    assert r.stdout.endswith("1 policies OK, 1 warnings\n")
+
+
 def test_policy_test_cli(tmp_path):
     d = write_policies(tmp_path / "pol", p=policy("deny-marker", deny=[MARKER_ID]))
     r = subprocess.run([str(EXECMON), "policy", "test", str(d), f"--build-id={MARKER_ID}",

@@ -1096,6 +1096,56 @@ TEST(LintTest, JsonReport) {
                "spec.mode: \"x\" is not a mode (expected audit or enforce)");
 }
 
+// A policy that would kill every process on the node it does not allow
+// is valid, and warned about; scoped, audited or alerting ones are not.
+TEST(LintTest, WarnsAboutNodeWideEnforceAllowlists) {
+  TempDir dir;
+  dir.Write("a.yaml",
+            absl::StrCat(
+                Doc("allow-all-node",
+                    "  mode: enforce\n  action: kill\n"
+                    "  allow: [{buildId: 99}]\n"),
+                "---\n",
+                Doc("unknown-deny",
+                    "  mode: enforce\n  action: kill\n"
+                    "  unknownBuildId: deny\n"),
+                "---\n",
+                Doc("scoped", "  mode: enforce\n  action: kill\n"
+                              "  selector: {host: false}\n"
+                              "  allow: [{buildId: 99}]\n"),
+                "---\n",
+                Doc("audited", "  mode: audit\n  allow: [{buildId: 99}]\n"),
+                "---\n",
+                Doc("alerting", "  mode: enforce\n  action: alert\n"
+                                "  allow: [{buildId: 99}]\n"),
+                "---\n",
+                Doc("deny-only", "  mode: enforce\n  action: kill\n"
+                                 "  deny: [{buildId: 99}]\n")));
+  std::string out;
+  EXPECT_EQ(LintPolicyDir(dir.path(), false, &out), 0);
+  const std::string tail =
+      " with an empty selector governs every process on the node; the sweep "
+      "kills every running process it does not allow (scope it with a "
+      "selector, e.g. host: false; docs/policies.md, Enforcement)\n";
+  EXPECT_EQ(out, absl::StrCat(dir.path(),
+                              "/a.yaml:1:1: warning: policy allow-all-node: "
+                              "an enforce+kill allowlist",
+                              tail, dir.path(),
+                              "/a.yaml:10:1: warning: policy unknown-deny: "
+                              "an enforce+kill unknownBuildId: deny",
+                              tail, "6 policies OK, 2 warnings\n"));
+
+  EXPECT_EQ(LintPolicyDir(dir.path(), true, &out), 0);
+  rapidjson::Document d;
+  d.Parse(out.c_str());
+  ASSERT_FALSE(d.HasParseError()) << out;
+  EXPECT_TRUE(d["ok"].GetBool());
+  ASSERT_EQ(d["warnings"].Size(), 2u);
+  EXPECT_STREQ(d["warnings"][0]["policy"].GetString(), "allow-all-node");
+  EXPECT_EQ(d["warnings"][1]["line"].GetInt(), 10);
+  EXPECT_STREQ(d["warnings"][1]["policy"].GetString(), "unknown-deny");
+}
+
 TEST(LintTest, JsonOkAndMissingDirectory) {
   TempDir dir;
   dir.Write("a.yaml", Doc("a", "  {}\n"));
@@ -1107,6 +1157,7 @@ TEST(LintTest, JsonOkAndMissingDirectory) {
   EXPECT_TRUE(d["ok"].GetBool());
   EXPECT_EQ(d["policies"].Size(), 1u);
   EXPECT_EQ(d["errors"].Size(), 0u);
+  EXPECT_EQ(d["warnings"].Size(), 0u);
 
   EXPECT_EQ(LintPolicyDir(dir.path() + "/nope", true, &out), 1);
   d.Parse(out.c_str());
