@@ -258,7 +258,7 @@ absl::StatusOr<std::unique_ptr<KafkaSink>> KafkaSink::Create(
                      absl::FormatDuration(options.queue_max_age), ": ", err)));
   }
   // lz4: the least CPU per event of the codecs that compress JSON well
-  // (docs/kafka.md: zstd stores events in 2.4x less space for about 15 %
+  // (docs/kafka.md: zstd stores events in 2.4x less space for 11-22 %
   // more of the agent's CPU). librdkafka rejects a codec it lacks.
   std::string codec = "lz4";
   if (set("compression.codec", "lz4") != RD_KAFKA_CONF_OK) {
