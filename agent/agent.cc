@@ -126,10 +126,21 @@ Agent::Placement Agent::PlacementOf(uint64_t cgroup_id) {
   return p;
 }
 
-absl::optional<PodMeta> Agent::LookupPod(const ContainerRef& ref) const {
-  if (pods_ == nullptr || ref.pod_uid.empty()) return absl::nullopt;
+std::shared_ptr<const PodMeta> Agent::LookupPod(const ContainerRef& ref) const {
+  if (pods_ == nullptr || ref.pod_uid.empty()) return nullptr;
+  // Read first: a change after it makes the next lookup start over.
+  const uint64_t generation = pods_->Generation();
+  if (generation != pod_cache_generation_) {
+    pod_cache_.clear();
+    pod_cache_generation_ = generation;
+  }
+  auto per_pod = pod_cache_.find(ref.pod_uid);
+  if (per_pod != pod_cache_.end()) {
+    auto it = per_pod->second.find(ref.container_id);
+    if (it != per_pod->second.end()) return it->second;
+  }
   absl::optional<k8s::PodInfo> pod = pods_->FindPod(ref.pod_uid);
-  if (!pod.has_value()) return absl::nullopt;
+  if (!pod.has_value()) return nullptr;
   PodMeta m;
   m.uid = pod->uid;
   m.namespace_name = pod->namespace_name;
@@ -146,7 +157,10 @@ absl::optional<PodMeta> Agent::LookupPod(const ContainerRef& ref) const {
     }
   }
   m.enriched = true;
-  return m;
+  auto meta = std::make_shared<const PodMeta>(std::move(m));
+  // A deleted pod's tombstone expires with time, not with a generation.
+  if (!pod->deleted) pod_cache_[ref.pod_uid].emplace(ref.container_id, meta);
+  return meta;
 }
 
 absl::Status Agent::StartPodWatcher() {
@@ -177,31 +191,36 @@ absl::Status Agent::StartPodWatcher() {
   return absl::OkStatus();
 }
 
-void Agent::PushScopes(const std::vector<std::pair<uint64_t, uint64_t>>& masks) {
+bool Agent::PushScopes(const std::vector<std::pair<uint64_t, uint64_t>>& masks) {
   std::vector<std::pair<uint64_t, uint64_t>> changed;
   for (const auto& [id, mask] : masks) {
     auto it = pushed_scopes_.find(id);
     if (it == pushed_scopes_.end() || it->second != mask) changed.emplace_back(id, mask);
   }
-  if (changed.empty()) return;
+  if (changed.empty()) return true;
   if (absl::Status s = loader_->SetScopes(changed); !s.ok()) {
     LogError("pod policy scopes: ", s.message());
-    return;
+    return false;
   }
   for (const auto& [id, mask] : changed) pushed_scopes_[id] = mask;
+  return true;
 }
 
 void Agent::RefreshScopes() {
   if (sets_.empty() || pods_ == nullptr) return;
-  PushScopes(scopes_.Masks(*sets_.back().second, pod_lookup()));
+  const std::tuple<uint64_t, uint64_t, uint32_t> state{
+      pods_->Generation(), scopes_.version(), sets_.back().first};
+  if (state == scopes_state_) return;
+  if (PushScopes(scopes_.Masks(*sets_.back().second, pod_lookup()))) {
+    scopes_state_ = state;
+  }
 }
 
 void Agent::EmitExec(const ExecEvent& e, const ProcessInfo& self,
                      const ProcessInfo* parent, const VerdictView& verdict,
-                     const ContainerRef& container,
-                     const absl::optional<PodMeta>& pod) {
-  WorkloadView wl{&container, pod.has_value() ? &*pod : nullptr};
-  if (!container.pod_uid.empty() && (!pod.has_value() || !pod->enriched)) {
+                     const ContainerRef& container, const PodMeta* pod) {
+  WorkloadView wl{&container, pod};
+  if (!container.pod_uid.empty() && (pod == nullptr || !pod->enriched)) {
     ++counters_.events_unenriched;
   }
   Emit("exec", writer_.Exec(e, self, parent, &verdict, &wl), container.pod_uid);
@@ -211,12 +230,12 @@ size_t Agent::ReleaseWaiting(bool all, uint32_t pid) {
   size_t sent = 0;
   absl::Time now = absl::Now();
   for (auto it = waiting_.begin(); it != waiting_.end();) {
-    absl::optional<PodMeta> pod = LookupPod(it->container);
-    bool complete = pod.has_value() &&
+    std::shared_ptr<const PodMeta> pod = LookupPod(it->container);
+    bool complete = pod != nullptr &&
                     (!it->container.in_container() || !pod->container_name.empty());
     if (all || complete || now >= it->deadline || (pid != 0 && it->event.pid == pid)) {
       EmitExec(it->event, it->self, it->parent ? &*it->parent : nullptr,
-               it->verdict, it->container, pod);
+               it->verdict, it->container, pod.get());
       it = waiting_.erase(it);
       ++sent;
     } else {
@@ -333,7 +352,7 @@ void Agent::HandleExec(ExecEvent e) {
   static const ContainerRef kNoContainer;
   const ContainerRef* found = ContainerOf(e.cgroup_id);
   const ContainerRef& container = found != nullptr ? *found : kNoContainer;
-  absl::optional<PodMeta> pod = LookupPod(container);
+  std::shared_ptr<const PodMeta> pod = LookupPod(container);
   if (metrics_) {
     // The pod as known now (a pod described later still counts as "").
     metrics_->OnExec(e, verdict.decision,
@@ -341,7 +360,7 @@ void Agent::HandleExec(ExecEvent e) {
                      pod ? absl::string_view(pod->namespace_name) : "",
                      pod ? absl::string_view(pod->workload) : "");
   }
-  bool complete = pod.has_value() &&
+  bool complete = pod != nullptr &&
                   (!container.in_container() || !pod->container_name.empty());
   // In a pod the API has not described yet: wait (bounded) for it, without
   // holding up other events. What the event is rendered with is copied, as
@@ -358,7 +377,7 @@ void Agent::HandleExec(ExecEvent e) {
     w.event = std::move(e);
     return;
   }
-  EmitExec(e, self, parent, verdict, container, pod);
+  EmitExec(e, self, parent, verdict, container, pod.get());
 }
 
 void Agent::Sweep() {

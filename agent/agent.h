@@ -9,6 +9,7 @@
 #include <optional>
 #include <cstdint>
 #include <memory>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -147,8 +148,8 @@ class Agent {
   // Where a process runs, as an event shows it: container and pod.
   struct Placement {
     const ContainerRef* container = nullptr;
-    absl::optional<PodMeta> pod;
-    WorkloadView view() const { return {container, pod ? &*pod : nullptr}; }
+    std::shared_ptr<const PodMeta> pod;
+    WorkloadView view() const { return {container, pod.get()}; }
     absl::string_view pod_uid() const {
       return container != nullptr ? absl::string_view(container->pod_uid) : "";
     }
@@ -157,13 +158,29 @@ class Agent {
 
   // Kubernetes.
   absl::Status StartPodWatcher();
-  absl::optional<PodMeta> LookupPod(const ContainerRef& ref) const;
+  // The pod (and container) of a cgroup as the API describes it, or null.
+  // Made once per pod, container and change of the pods known (the
+  // watcher's generation), then shared: every event of a pod's processes
+  // needs it.
+  std::shared_ptr<const PodMeta> LookupPod(const ContainerRef& ref) const;
   PodLookup pod_lookup() const {
     return [this](const ContainerRef& r) { return LookupPod(r); };
   }
-  void PushScopes(const std::vector<std::pair<uint64_t, uint64_t>>& masks);
+  // False if the kernel refused them (tried again at the next refresh).
+  bool PushScopes(const std::vector<std::pair<uint64_t, uint64_t>>& masks);
+  // Recomputes the pod scopes when the pods, the pod cgroups or the
+  // policies changed since the last successful push.
   void RefreshScopes();
   std::unique_ptr<k8s::PodWatcher> pods_;
+  // pod UID -> container ID ("" for the pod's own cgroup) -> metadata, for
+  // pod_cache_generation_ of the watcher.
+  mutable absl::flat_hash_map<
+      std::string,
+      absl::flat_hash_map<std::string, std::shared_ptr<const PodMeta>>>
+      pod_cache_;
+  mutable uint64_t pod_cache_generation_ = 0;
+  // (pods generation, ScopeTable::version, policy generation) last pushed.
+  std::tuple<uint64_t, uint64_t, uint32_t> scopes_state_{~0ULL, ~0ULL, 0};
   ScopeTable scopes_;
   absl::flat_hash_map<uint64_t, uint64_t> pushed_scopes_;  // as in the kernel
 
@@ -179,8 +196,7 @@ class Agent {
   std::deque<WaitingExec> waiting_;
   void EmitExec(const ExecEvent& e, const ProcessInfo& self,
                 const ProcessInfo* parent, const VerdictView& verdict,
-                const ContainerRef& container,
-                const absl::optional<PodMeta>& pod);
+                const ContainerRef& container, const PodMeta* pod);
   // Sends waiting execs whose metadata arrived or whose time is up (all of
   // them with all=true; those of pid first, for an exit, with pid != 0).
   // Returns how many were sent.

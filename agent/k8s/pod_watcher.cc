@@ -349,6 +349,7 @@ void PodStore::ReplaceAll(std::vector<PodInfo> pods, absl::Time now) {
   for (const std::string& uid : gone) RemoveLocked(uid, now);
   for (PodInfo& p : pods) UpsertLocked(std::move(p), now);
   ExpireLocked(now);
+  generation_.fetch_add(1);
   changed_.SignalAll();
 }
 
@@ -402,6 +403,7 @@ absl::StatusOr<WatchEventResult> PodStore::ApplyWatchEvent(
     }
   }
   ExpireLocked(now);
+  generation_.fetch_add(1);
   changed_.SignalAll();
   return result;
 }
@@ -412,6 +414,7 @@ void PodStore::Upsert(PodInfo pod, absl::Time now) {
     return;
   UpsertLocked(std::move(pod), now);
   ExpireLocked(now);
+  generation_.fetch_add(1);
   changed_.SignalAll();
 }
 
@@ -419,6 +422,7 @@ void PodStore::Remove(absl::string_view uid, absl::Time now) {
   absl::MutexLock lock(&mu_);
   RemoveLocked(std::string(uid), now);
   ExpireLocked(now);
+  generation_.fetch_add(1);
   changed_.SignalAll();
 }
 
@@ -472,6 +476,7 @@ void PodStore::ExpireLocked(absl::Time now) {
       auto m = mirrors_.find(pod.mirror_of);
       if (m != mirrors_.end() && m->second == pod.uid) mirrors_.erase(m);
       --tombstones_;
+      generation_.fetch_add(1);
       pods_.erase(it++);
     } else {
       ++it;
@@ -532,6 +537,7 @@ absl::optional<PodInfo> PodStore::WaitForPod(absl::string_view uid,
 void PodStore::Shutdown() {
   absl::MutexLock lock(&mu_);
   shutdown_ = true;
+  generation_.fetch_add(1);
   changed_.SignalAll();
 }
 
@@ -1200,6 +1206,8 @@ void PodWatcher::Run() {
 absl::optional<PodInfo> PodWatcher::FindPod(absl::string_view uid) const {
   return store_.FindPod(uid, absl::Now());
 }
+
+uint64_t PodWatcher::Generation() const { return store_.generation(); }
 
 absl::optional<ContainerMeta> PodWatcher::FindContainer(
     absl::string_view container_id) const {

@@ -180,6 +180,10 @@ class PodStore {
 
   // Snapshot, sorted by namespace then name.
   std::vector<PodInfo> Pods(bool include_tombstones, absl::Time now) const;
+  // Changes whenever the pods or containers known change (a lookup made at
+  // one generation gives the same answer at the same generation, except
+  // that a deleted pod's tombstone also expires with time).
+  uint64_t generation() const { return generation_.load(); }
   size_t live_pods() const;
   size_t tombstones() const;
   size_t containers() const;
@@ -205,6 +209,7 @@ class PodStore {
   absl::flat_hash_map<std::string, ContainerMeta> containers_
       ABSL_GUARDED_BY(mu_);
   size_t tombstones_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<uint64_t> generation_{0};
 };
 
 // ---------------------------------------------------------------------------
@@ -278,6 +283,9 @@ class PodWatcher {
   absl::optional<PodInfo> FindPod(absl::string_view uid) const;
   absl::optional<ContainerMeta> FindContainer(
       absl::string_view container_id) const;
+  // PodStore::generation(): unchanged means the lookups above still give
+  // the same answers (for pods not deleted).
+  uint64_t Generation() const;
   // For an exec that arrives before its pod is known: waits at most `max`
   // for the pod to appear (returns at once when known, or after Stop()).
   absl::optional<PodInfo> WaitForPod(absl::string_view uid,

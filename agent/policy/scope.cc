@@ -24,16 +24,27 @@ uint64_t PodScopeMask(const PolicySet& set, const PodMeta& pod,
 
 void ScopeTable::OnCgroup(uint64_t id, const ContainerRef& ref) {
   if (ref.pod_uid.empty()) return;
-  cgroups_[id] = ref;
+  // Called for every event of a pod's process: copies only what is new.
+  auto [it, inserted] = cgroups_.try_emplace(id, ref);
+  if (inserted) {
+    ++version_;
+  } else if (it->second.pod_uid != ref.pod_uid ||
+             it->second.container_id != ref.container_id ||
+             it->second.runtime != ref.runtime || it->second.qos != ref.qos) {
+    it->second = ref;
+    ++version_;
+  }
 }
 
-void ScopeTable::OnCgroupRemoved(uint64_t id) { cgroups_.erase(id); }
+void ScopeTable::OnCgroupRemoved(uint64_t id) {
+  if (cgroups_.erase(id) > 0) ++version_;
+}
 
 absl::optional<uint64_t> ScopeTable::MaskOf(const PolicySet& set,
                                             const PodLookup& lookup,
                                             const ContainerRef& ref) const {
-  absl::optional<PodMeta> pod = lookup(ref);
-  if (!pod.has_value() || !pod->enriched) return absl::nullopt;
+  std::shared_ptr<const PodMeta> pod = lookup(ref);
+  if (pod == nullptr || !pod->enriched) return absl::nullopt;
   return PodScopeMask(set, *pod, ref.in_container() && !pod->container_name.empty());
 }
 

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,8 +21,9 @@
 
 namespace execmon {
 
-// Pod metadata for a cgroup's pod (and container), or nullopt if unknown.
-using PodLookup = std::function<absl::optional<PodMeta>(const ContainerRef&)>;
+// Pod metadata for a cgroup's pod (and container), or null if unknown.
+using PodLookup =
+    std::function<std::shared_ptr<const PodMeta>(const ContainerRef&)>;
 
 // The policies (bit i = policies[i]) governing a workload in a pod.
 uint64_t PodScopeMask(const PolicySet& set, const PodMeta& pod,
@@ -42,11 +44,14 @@ class ScopeTable {
       const std::string& pod_uid) const;
 
   size_t size() const { return cgroups_.size(); }
+  // Changes whenever a cgroup is remembered, changed or forgotten.
+  uint64_t version() const { return version_; }
 
  private:
   absl::optional<uint64_t> MaskOf(const PolicySet& set, const PodLookup& lookup,
                                   const ContainerRef& ref) const;
   absl::flat_hash_map<uint64_t, ContainerRef> cgroups_;
+  uint64_t version_ = 0;
 };
 
 }  // namespace execmon

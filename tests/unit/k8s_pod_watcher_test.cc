@@ -437,6 +437,34 @@ TEST(PodStoreTest, RelistTombstonesPodsThatVanished) {
   EXPECT_FALSE(store.FindPod(kWebUid, t1 + absl::Seconds(60)).has_value());
 }
 
+// The agent keeps pod metadata while the generation stays the same: every
+// change moves it, lookups and rejected events do not.
+TEST(PodStoreTest, GenerationMovesWithEveryChangeOnly) {
+  PodStore store(StoreOptions());
+  uint64_t g = store.generation();
+  LoadRecordedList(store, kT0);
+  EXPECT_GT(store.generation(), g);
+  g = store.generation();
+  (void)store.FindPod(kWebUid, kT0);
+  (void)store.FindContainer(kC3, kT0);
+  (void)store.Pods(true, kT0);
+  EXPECT_FALSE(store.ApplyWatchEvent("{", kT0).ok());
+  EXPECT_EQ(store.generation(), g) << "lookups or a bad event moved it";
+  Apply(store, kDbStatus, kT0);
+  EXPECT_GT(store.generation(), g) << "an ADDED/MODIFIED event";
+  g = store.generation();
+  Apply(store, kDbRelabeled, kT0);
+  EXPECT_GT(store.generation(), g) << "a relabel";
+  g = store.generation();
+  store.Remove(kDbUid, kT0);
+  EXPECT_GT(store.generation(), g) << "a removal";
+  g = store.generation();
+  store.ExpireTombstones(kT0 + absl::Seconds(1));
+  EXPECT_EQ(store.generation(), g) << "nothing expired yet";
+  store.ExpireTombstones(kT0 + absl::Seconds(61));
+  EXPECT_GT(store.generation(), g) << "a tombstone expired";
+}
+
 TEST(PodStoreTest, PodsOfOtherNodesAreIgnored) {
   PodStoreOptions o = StoreOptions();
   o.node_name = "node-2";
