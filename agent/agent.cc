@@ -440,12 +440,16 @@ absl::Status Agent::LoadPolicies() {
   counters_.policies_loaded = set->policies.size();
   // List files may live outside the directory: watch their homes too.
   if (watcher_ != nullptr) {
+    absl::flat_hash_set<const std::string*> files;  // shared by entries
     absl::flat_hash_set<std::string> dirs;
     for (const Policy& p : set->policies) {
       for (const auto* list : {&p.deny, &p.allow}) {
         for (const auto& [id, entry] : *list) {
-          size_t slash = entry.pos.file.rfind('/');
-          if (slash != std::string::npos) dirs.insert(entry.pos.file.substr(0, slash));
+          if (entry.file == nullptr || !files.insert(entry.file.get()).second) {
+            continue;
+          }
+          size_t slash = entry.file->rfind('/');
+          if (slash != std::string::npos) dirs.insert(entry.file->substr(0, slash));
         }
       }
     }

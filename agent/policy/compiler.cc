@@ -35,8 +35,8 @@ absl::StatusOr<CompiledPolicies> CompilePolicies(const PolicySet& set) {
         (!p.selector.host.has_value() || !*p.selector.host)) {
       out.meta.scope_container |= bit;
     }
-    for (const auto& [id, entry] : p.deny) ids[id].deny_mask |= bit;
-    for (const auto& [id, entry] : p.allow) ids[id].allow_mask |= bit;
+    for (const auto& [id, entry] : p.deny) ids[id.str()].deny_mask |= bit;
+    for (const auto& [id, entry] : p.allow) ids[id.str()].allow_mask |= bit;
   }
   out.ids.reserve(ids.size());
   for (auto& [id, val] : ids) out.ids.emplace_back(id, val);

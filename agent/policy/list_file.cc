@@ -109,7 +109,7 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path,
 }
 
 size_t ParseBuildIdList(absl::string_view text, const std::string& file,
-                        absl::flat_hash_map<std::string, BuildIdEntry>* out,
+                        BuildIdMap* out,
                         std::vector<PolicyError>* errors) {
   size_t ids = 0;
   size_t error_count = 0;
@@ -128,6 +128,7 @@ size_t ParseBuildIdList(absl::string_view text, const std::string& file,
   size_t lines =
       static_cast<size_t>(std::count(text.begin(), text.end(), '\n')) + 1;
   out->reserve(out->size() + lines);
+  const auto shared_file = std::make_shared<const std::string>(file);
   int line_no = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++line_no;
@@ -160,18 +161,19 @@ size_t ParseBuildIdList(absl::string_view text, const std::string& file,
       continue;
     }
     ++ids;
-    auto [it, inserted] = out->try_emplace(std::move(*raw));
+    auto [it, inserted] = out->try_emplace(BuildIdKey(*raw));
     if (!inserted) continue;  // The first entry wins.
     BuildIdEntry& entry = it->second;
-    entry.build_id = it->first;
     entry.note = std::string(note);
-    entry.pos = SourcePos{file, line_no, static_cast<int>(start + 1)};
+    entry.file = shared_file;
+    entry.line = line_no;
+    entry.column = static_cast<int>(start + 1);
   }
   return ids;
 }
 
 size_t ReadBuildIdList(const std::string& path,
-                       absl::flat_hash_map<std::string, BuildIdEntry>* out,
+                       BuildIdMap* out,
                        std::vector<PolicyError>* errors) {
   absl::StatusOr<std::string> text = ReadSmallFile(path, kMaxListFileBytes);
   if (!text.ok()) {

@@ -249,6 +249,8 @@ struct FileContext {
   ParseResult* result;
   size_t errors = 0;
   bool gave_up = false;
+  // `file`, shared by its inline deny/allow entries (made at the first).
+  std::shared_ptr<const std::string> shared_file;
 };
 
 // A value and where to report problems with it: a null map value (often
@@ -584,7 +586,7 @@ class DocumentParser {
   }
 
   void ParseEntries(const Ref& list, absl::string_view path,
-                    absl::flat_hash_map<std::string, BuildIdEntry>* out) {
+                    BuildIdMap* out) {
     if (!ExpectKind(list, path, YNode::Kind::kSequence, "a sequence")) return;
     const std::vector<int>& items = Node(list).children;
     for (size_t i = 0; i < items.size() && !Stop(); ++i) {
@@ -622,14 +624,18 @@ class DocumentParser {
         continue;
       }
       if (out->contains(*raw)) continue;  // The first entry wins.
-      entry.build_id = *raw;
-      entry.pos = SourcePos{ctx_->file, id->value.line, id->value.column};
-      out->emplace(std::move(*raw), std::move(entry));
+      if (ctx_->shared_file == nullptr) {
+        ctx_->shared_file = std::make_shared<const std::string>(ctx_->file);
+      }
+      entry.file = ctx_->shared_file;
+      entry.line = id->value.line;
+      entry.column = id->value.column;
+      out->emplace(BuildIdKey(*raw), std::move(entry));
     }
   }
 
   void ParseListFiles(const Ref& list, absl::string_view path,
-                      absl::flat_hash_map<std::string, BuildIdEntry>* out) {
+                      BuildIdMap* out) {
     if (!ExpectKind(list, path, YNode::Kind::kSequence, "a sequence")) return;
     const std::vector<int>& items = Node(list).children;
     for (size_t i = 0; i < items.size() && !Stop(); ++i) {
@@ -669,26 +675,30 @@ class DocumentParser {
 
   // A build ID both denied and allowed: reported at the allow entry.
   void CheckConflicts() {
-    std::vector<const BuildIdEntry*> conflicts;
-    const auto& small = policy_.deny.size() < policy_.allow.size()
-                            ? policy_.deny
-                            : policy_.allow;
-    const auto& large = &small == &policy_.deny ? policy_.allow : policy_.deny;
+    // (ID, its allow entry), in the order they were written.
+    std::vector<std::pair<absl::string_view, SourcePos>> conflicts;
+    const BuildIdMap& small = policy_.deny.size() < policy_.allow.size()
+                                  ? policy_.deny
+                                  : policy_.allow;
+    const BuildIdMap& large =
+        &small == &policy_.deny ? policy_.allow : policy_.deny;
     for (const auto& [id, entry] : small) {
-      if (large.contains(id)) conflicts.push_back(&policy_.allow.at(id));
+      if (large.contains(id.view())) {
+        auto allowed = policy_.allow.find(id.view());
+        conflicts.emplace_back(allowed->first.view(), allowed->second.pos());
+      }
     }
     std::sort(conflicts.begin(), conflicts.end(),
-              [](const BuildIdEntry* a, const BuildIdEntry* b) {
-                return std::tie(a->pos.file, a->pos.line, a->pos.column) <
-                       std::tie(b->pos.file, b->pos.line, b->pos.column);
+              [](const auto& a, const auto& b) {
+                return std::tie(a.second.file, a.second.line, a.second.column) <
+                       std::tie(b.second.file, b.second.line, b.second.column);
               });
-    for (const BuildIdEntry* allowed : conflicts) {
+    for (const auto& [id, allowed] : conflicts) {
       if (Stop()) return;
-      const BuildIdEntry& denied = policy_.deny.at(allowed->build_id);
-      AddError(allowed->pos,
-               absl::StrCat("spec.allow: build ID ",
-                            BuildIdToHex(allowed->build_id),
-                            " is also denied (at ", PosText(denied.pos),
+      const BuildIdEntry& denied = policy_.deny.find(id)->second;
+      AddError(allowed,
+               absl::StrCat("spec.allow: build ID ", BuildIdToHex(id),
+                            " is also denied (at ", PosText(denied.pos()),
                             "); a policy cannot both deny and allow a build "
                             "ID"));
     }

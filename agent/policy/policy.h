@@ -21,12 +21,17 @@
 #ifndef EXECMON_AGENT_POLICY_POLICY_H_
 #define EXECMON_AGENT_POLICY_POLICY_H_
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/optional.h"
 
 namespace execmon {
@@ -42,13 +47,60 @@ struct SourcePos {
   int column = 0;  // 1-based
 };
 
-// One deny/allow entry. Entries from list files have the file and line as
-// their note source.
-struct BuildIdEntry {
-  std::string build_id;  // raw bytes, 1..20
-  std::string note;
-  SourcePos pos;
+// A build ID's raw bytes (1..20) held inline: a list of 100k IDs is 100k
+// table slots, without a heap block each.
+class BuildIdKey {
+ public:
+  static constexpr size_t kMaxSize = 20;
+  // `raw` must be 1..kMaxSize bytes (ParseBuildIdHex's output).
+  explicit BuildIdKey(absl::string_view raw)
+      : size_(static_cast<uint8_t>(std::min(raw.size(), kMaxSize))) {
+    std::memcpy(bytes_, raw.data(), size_);
+  }
+  absl::string_view view() const { return absl::string_view(bytes_, size_); }
+  std::string str() const { return std::string(view()); }
+
+ private:
+  uint8_t size_;
+  char bytes_[kMaxSize];
 };
+
+// Hash and equality for tables keyed by BuildIdKey, looked up by the raw
+// bytes as well (any string_view-like key: no BuildIdKey is built).
+struct BuildIdKeyHash {
+  using is_transparent = void;
+  size_t operator()(absl::string_view raw) const {
+    return absl::Hash<absl::string_view>()(raw);
+  }
+  size_t operator()(const BuildIdKey& k) const { return (*this)(k.view()); }
+};
+struct BuildIdKeyEq {
+  using is_transparent = void;
+  static absl::string_view View(const BuildIdKey& k) { return k.view(); }
+  static absl::string_view View(absl::string_view raw) { return raw; }
+  template <typename A, typename B>
+  bool operator()(const A& a, const B& b) const {
+    return View(a) == View(b);
+  }
+};
+
+// One deny/allow entry: its note, and where it was written (the policy's
+// file, or the list file and line it came from). Kept compact: list files
+// can hold many thousands of entries, and the agent keeps two generations.
+struct BuildIdEntry {
+  std::string note;
+  std::shared_ptr<const std::string> file;  // shared by a file's entries
+  int line = 0;
+  int column = 0;
+
+  SourcePos pos() const {
+    return SourcePos{file != nullptr ? *file : std::string(), line, column};
+  }
+};
+
+// Raw build-ID bytes -> entry.
+using BuildIdMap =
+    absl::flat_hash_map<BuildIdKey, BuildIdEntry, BuildIdKeyHash, BuildIdKeyEq>;
 
 struct LabelRequirement {
   enum class Op { kIn, kNotIn, kExists, kDoesNotExist };
@@ -81,10 +133,9 @@ struct Policy {
   SourcePos pos;  // of the document
   PolicyMode mode = PolicyMode::kAudit;
   PolicyAction action = PolicyAction::kAlert;
-  // Raw build-ID bytes -> entry. Deny and allow lists include what came
-  // from denyFrom/allowFrom files.
-  absl::flat_hash_map<std::string, BuildIdEntry> deny;
-  absl::flat_hash_map<std::string, BuildIdEntry> allow;
+  // Deny and allow lists include what came from denyFrom/allowFrom files.
+  BuildIdMap deny;
+  BuildIdMap allow;
   bool has_allow_list = false;  // "allow" or "allowFrom" present (even empty)
   UnknownBuildId unknown_build_id = UnknownBuildId::kAllow;
   Selector selector;

@@ -37,13 +37,13 @@ Policy Kill(absl::string_view name) {
 }
 
 Policy& Deny(Policy& p, const std::string& id, absl::string_view note = "") {
-  p.deny[id] = BuildIdEntry{id, std::string(note), SourcePos{"p.yaml", 1, 1}};
+  p.deny[BuildIdKey(id)] = BuildIdEntry{std::string(note), nullptr, 1, 1};
   return p;
 }
 
 Policy& Allow(Policy& p, const std::string& id, absl::string_view note = "") {
   p.has_allow_list = true;
-  p.allow[id] = BuildIdEntry{id, std::string(note), SourcePos{"p.yaml", 1, 1}};
+  p.allow[BuildIdKey(id)] = BuildIdEntry{std::string(note), nullptr, 1, 1};
   return p;
 }
 

@@ -222,13 +222,12 @@ TEST(ParsePolicyTextTest, FullPolicy) {
   // Duplicates in one list: the first entry wins.
   ASSERT_THAT(p.deny, SizeIs(2));
   const BuildIdEntry& curl = p.deny.at(std::string("\xab\xcd\xef\x01", 4));
-  EXPECT_EQ(curl.build_id, std::string("\xab\xcd\xef\x01", 4));
   EXPECT_EQ(curl.note, "CVE-2023-38545");
-  EXPECT_EQ(curl.pos.file, "p.yaml");
-  EXPECT_EQ(curl.pos.line, 10);
-  EXPECT_EQ(curl.pos.column, 14);
+  EXPECT_EQ(curl.pos().file, "p.yaml");
+  EXPECT_EQ(curl.pos().line, 10);
+  EXPECT_EQ(curl.pos().column, 14);
   EXPECT_EQ(p.deny.at(std::string("\x00\x11", 2)).note, "");
-  EXPECT_EQ(p.deny.at(std::string("\x00\x11", 2)).pos.line, 12);
+  EXPECT_EQ(p.deny.at(std::string("\x00\x11", 2)).pos().line, 12);
   EXPECT_TRUE(p.has_allow_list);
   ASSERT_THAT(p.allow, SizeIs(1));
   EXPECT_EQ(p.allow.at("\x99").note, "ok");
@@ -646,24 +645,23 @@ TEST(ListFileTest, CommentsNotesBlankLinesCrlfAndBom) {
                                "4455 #\n"                             // 9
                                "abcd1234 second entry loses\n"        // 10
                                "6677");                               // 11
-  absl::flat_hash_map<std::string, BuildIdEntry> out;
+  BuildIdMap out;
   std::vector<PolicyError> errors;
   EXPECT_EQ(ReadBuildIdList(path, &out, &errors), 7u);
   EXPECT_THAT(Errors(errors), IsEmpty());
   ASSERT_THAT(out, SizeIs(6));
   const BuildIdEntry& curl = out.at(Raw("abcd1234"));
-  EXPECT_EQ(curl.build_id, Raw("abcd1234"));
   EXPECT_EQ(curl.note, "curl 7.88 CVE-2023-38545");
-  EXPECT_EQ(curl.pos.file, path);
-  EXPECT_EQ(curl.pos.line, 3);
-  EXPECT_EQ(curl.pos.column, 1);
+  EXPECT_EQ(curl.pos().file, path);
+  EXPECT_EQ(curl.pos().line, 3);
+  EXPECT_EQ(curl.pos().column, 1);
   EXPECT_EQ(out.at(Raw("ef015678")).note, "with hash");
-  EXPECT_EQ(out.at(Raw("ef015678")).pos.line, 5);
+  EXPECT_EQ(out.at(Raw("ef015678")).pos().line, 5);
   EXPECT_EQ(out.at(Raw("0011")).note, "tight");
   EXPECT_EQ(out.at(Raw("2233")).note, "");
-  EXPECT_EQ(out.at(Raw("2233")).pos.column, 3);
+  EXPECT_EQ(out.at(Raw("2233")).pos().column, 3);
   EXPECT_EQ(out.at(Raw("4455")).note, "");
-  EXPECT_EQ(out.at(Raw("6677")).pos.line, 11);
+  EXPECT_EQ(out.at(Raw("6677")).pos().line, 11);
 }
 
 TEST(ListFileTest, BadLinesReportFileLineAndColumn) {
@@ -674,7 +672,7 @@ TEST(ListFileTest, BadLinesReportFileLineAndColumn) {
                                "abc\n"
                                "ef01 \xff\xfe\n"
                                "ab12cd\n");
-  absl::flat_hash_map<std::string, BuildIdEntry> out;
+  BuildIdMap out;
   std::vector<PolicyError> errors;
   EXPECT_EQ(ReadBuildIdList(path, &out, &errors), 2u);
   EXPECT_THAT(
@@ -692,7 +690,7 @@ TEST(ListFileTest, BadLinesReportFileLineAndColumn) {
 TEST(ListFileTest, ErrorsAreCapped) {
   std::string text;
   for (int i = 0; i < 1000; ++i) text += "zz\n";
-  absl::flat_hash_map<std::string, BuildIdEntry> out;
+  BuildIdMap out;
   std::vector<PolicyError> errors;
   EXPECT_EQ(ParseBuildIdList(text, "l.txt", &out, &errors), 0u);
   ASSERT_THAT(errors, SizeIs(kMaxListFileErrors));
@@ -703,19 +701,19 @@ TEST(ListFileTest, ErrorsAreCapped) {
 }
 
 TEST(ListFileTest, KeepsEntriesAlreadyPresent) {
-  absl::flat_hash_map<std::string, BuildIdEntry> out;
-  out[Raw("abcd")] =
-      BuildIdEntry{Raw("abcd"), "inline", SourcePos{"p.yaml", 7, 3}};
+  BuildIdMap out;
+  out[BuildIdKey(Raw("abcd"))] = BuildIdEntry{
+      "inline", std::make_shared<const std::string>("p.yaml"), 7, 3};
   std::vector<PolicyError> errors;
   EXPECT_EQ(ParseBuildIdList("abcd from file\n", "l.txt", &out, &errors), 1u);
   EXPECT_EQ(out.at(Raw("abcd")).note, "inline");
-  EXPECT_EQ(out.at(Raw("abcd")).pos.file, "p.yaml");
+  EXPECT_EQ(out.at(Raw("abcd")).pos().file, "p.yaml");
 }
 
 TEST(ListFileTest, MissingFile) {
   TempDir dir;
   std::string path = dir.path() + "/missing.txt";
-  absl::flat_hash_map<std::string, BuildIdEntry> out;
+  BuildIdMap out;
   std::vector<PolicyError> errors;
   EXPECT_EQ(ReadBuildIdList(path, &out, &errors), 0u);
   EXPECT_THAT(Errors(errors),
@@ -759,7 +757,7 @@ TEST(ListFileTest, HundredThousandIdsLoadFastAndAllArePresent) {
   }
   TempDir dir;
   std::string path = dir.Write("big.txt", text);
-  absl::flat_hash_map<std::string, BuildIdEntry> out;
+  BuildIdMap out;
   std::vector<PolicyError> errors;
   auto start = std::chrono::steady_clock::now();
   size_t n = ReadBuildIdList(path, &out, &errors);
@@ -778,7 +776,7 @@ TEST(ListFileTest, HundredThousandIdsLoadFastAndAllArePresent) {
   for (int i = 0; i < kCount; ++i) {
     auto it = out.find(Raw(hex(i)));
     ASSERT_NE(it, out.end()) << i;
-    EXPECT_EQ(it->second.pos.line, i + 2);
+    EXPECT_EQ(it->second.pos().line, i + 2);
     if (i % 3 == 0) {
       ASSERT_EQ(it->second.note, absl::StrCat("note for ", i));
     } else {
@@ -803,15 +801,15 @@ TEST(ListFileTest, PolicyDenyFromAndAllowFrom) {
   ASSERT_THAT(p.deny, SizeIs(2));
   // Inline entries come first: they win over the list file's.
   EXPECT_EQ(p.deny.at(Raw("00ff")).note, "inline");
-  EXPECT_EQ(p.deny.at(Raw("00ff")).pos.file, "p.yaml");
+  EXPECT_EQ(p.deny.at(Raw("00ff")).pos().file, "p.yaml");
   const BuildIdEntry& listed = p.deny.at(Raw("abcd1234"));
   EXPECT_EQ(listed.note, "curl CVE");
-  EXPECT_EQ(listed.pos.file, dir.path() + "/lists/deny.txt");
-  EXPECT_EQ(listed.pos.line, 2);
-  EXPECT_EQ(listed.pos.column, 1);
+  EXPECT_EQ(listed.pos().file, dir.path() + "/lists/deny.txt");
+  EXPECT_EQ(listed.pos().line, 2);
+  EXPECT_EQ(listed.pos().column, 1);
   EXPECT_TRUE(p.has_allow_list);
   ASSERT_THAT(p.allow, SizeIs(1));
-  EXPECT_EQ(p.allow.at(Raw("1122")).pos.file, allow_abs);
+  EXPECT_EQ(p.allow.at(Raw("1122")).pos().file, allow_abs);
 }
 
 TEST(ListFileTest, EmptyAllowFromMakesAnAllowList) {
@@ -976,7 +974,7 @@ TEST(ParsePolicyDirTest, ConfigMapLayoutLoadsEachPolicyOnce) {
   ASSERT_THAT(Errors(r), IsEmpty());
   ASSERT_THAT(Names(r.set),
               ElementsAre("allow-distro", "audit-all", "deny-curl"));
-  EXPECT_EQ(r.set.policies[2].deny.at(Raw("abcd1234")).pos.file,
+  EXPECT_EQ(r.set.policies[2].deny.at(Raw("abcd1234")).pos().file,
             dir.path() + "/curl.txt");
   absl::StatusOr<PolicySet> s = LoadPolicyDir(dir.path());
   ASSERT_TRUE(s.ok()) << s.status();
