@@ -40,7 +40,14 @@
 #include <string_view>
 #include <vector>
 
+#include "bench/bench_args.h"
+
 namespace {
+
+using execmon_bench::Die;
+using execmon_bench::DieErrno;
+using execmon_bench::Flag;
+using execmon_bench::ToLong;
 
 struct Options {
   std::string binary;
@@ -51,34 +58,6 @@ struct Options {
   long warmup = 20;
   int cpu = -1;
 };
-
-[[noreturn]] void Die(const std::string& msg) {
-  std::fprintf(stderr, "exec_bench: %s\n", msg.c_str());
-  std::exit(1);
-}
-
-[[noreturn]] void DieErrno(const std::string& what) {
-  Die(what + ": " + std::strerror(errno));
-}
-
-bool Flag(std::string_view arg, std::string_view name, std::string* value) {
-  if (arg.size() < name.size() + 3 || arg.substr(0, 2) != "--" ||
-      arg.substr(2, name.size()) != name || arg[2 + name.size()] != '=') {
-    return false;
-  }
-  *value = std::string(arg.substr(3 + name.size()));
-  return true;
-}
-
-long ToLong(const std::string& s, const char* name) {
-  char* end = nullptr;
-  errno = 0;
-  long v = std::strtol(s.c_str(), &end, 10);
-  if (errno != 0 || end == s.c_str() || *end != '\0' || v < 0) {
-    Die(std::string("--") + name + "=" + s + ": want a non-negative integer");
-  }
-  return v;
-}
 
 Options Parse(int argc, char** argv) {
   Options o;
@@ -201,6 +180,7 @@ double Quantile(const std::vector<int64_t>& v, double q) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  execmon_bench::g_tool = "exec_bench";
   Options o = Parse(argc, argv);
   if (o.cpu >= 0) {
     cpu_set_t set;

@@ -29,7 +29,13 @@
 #include <string_view>
 #include <vector>
 
+#include "bench/bench_args.h"
+
 namespace {
+
+using execmon_bench::Die;
+using execmon_bench::DieErrno;
+using execmon_bench::Flag;
 
 struct Options {
   std::string binary;
@@ -43,24 +49,6 @@ struct WorkerResult {
   uint64_t made = 0;
   uint64_t failed = 0;
 };
-
-[[noreturn]] void Die(const std::string& msg) {
-  std::fprintf(stderr, "exec_storm: %s\n", msg.c_str());
-  std::exit(1);
-}
-
-[[noreturn]] void DieErrno(const std::string& what) {
-  Die(what + ": " + std::strerror(errno));
-}
-
-bool Flag(std::string_view arg, std::string_view name, std::string* value) {
-  if (arg.size() < name.size() + 3 || arg.substr(0, 2) != "--" ||
-      arg.substr(2, name.size()) != name || arg[2 + name.size()] != '=') {
-    return false;
-  }
-  *value = std::string(arg.substr(3 + name.size()));
-  return true;
-}
 
 Options Parse(int argc, char** argv) {
   Options o;
@@ -151,6 +139,7 @@ bool RunOnce(const Options& o, char* const* argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  execmon_bench::g_tool = "exec_storm";
   Options o = Parse(argc, argv);
   if (access(o.binary.c_str(), X_OK) != 0) DieErrno(o.binary);
   int start[2];

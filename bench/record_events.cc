@@ -25,36 +25,21 @@
 #include <vector>
 
 #include "agent/bpf/bpf_loader.h"
+#include "bench/bench_args.h"
 #include "bpf/execmon_abi.h"
 
 namespace {
 
+using execmon_bench::Die;
+using execmon_bench::Flag;
+
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop.store(true); }
-
-[[noreturn]] void Die(const std::string& msg) {
-  std::fprintf(stderr, "record_events: %s\n", msg.c_str());
-  std::exit(1);
-}
-
-bool Flag(std::string_view arg, std::string_view name, std::string* value) {
-  if (arg.size() < name.size() + 3 || arg.substr(0, 2) != "--" ||
-      arg.substr(2, name.size()) != name || arg[2 + name.size()] != '=') {
-    return false;
-  }
-  *value = std::string(arg.substr(3 + name.size()));
-  return true;
-}
-
-double NowS() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + ts.tv_nsec / 1e9;
-}
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  execmon_bench::g_tool = "record_events";
   std::string out;
   double seconds = 5;
   for (int i = 1; i < argc; ++i) {
@@ -96,14 +81,14 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "record_events: attached\n");
   std::fflush(stderr);
 
-  const double t0 = NowS();
+  const double t0 = execmon_bench::MonotonicSeconds();
   double last_clock = t0;
-  while (!g_stop.load() && NowS() - t0 < seconds) {
+  while (!g_stop.load() && execmon_bench::MonotonicSeconds() - t0 < seconds) {
     auto n = (*loader)->Poll(100);
     if (!n.ok()) Die(std::string(n.status().message()));
-    if (NowS() - last_clock >= 1) {
+    if (execmon_bench::MonotonicSeconds() - last_clock >= 1) {
       (*loader)->RefreshClockOffset();
-      last_clock = NowS();
+      last_clock = execmon_bench::MonotonicSeconds();
     }
   }
   (*loader)->Detach();

@@ -64,29 +64,13 @@
 #include "agent/sink/event_sink.h"
 #include "agent/sink/json_lines_sink.h"
 #include "agent/sink/kafka_sink.h"
+#include "bench/bench_args.h"
 #include "bpf/execmon_abi.h"
 
 namespace {
 
-[[noreturn]] void Die(const std::string& msg) {
-  std::fprintf(stderr, "sink_bench: %s\n", msg.c_str());
-  std::exit(1);
-}
-
-bool Flag(std::string_view arg, std::string_view name, std::string* value) {
-  if (arg.size() < name.size() + 3 || arg.substr(0, 2) != "--" ||
-      arg.substr(2, name.size()) != name || arg[2 + name.size()] != '=') {
-    return false;
-  }
-  *value = std::string(arg.substr(3 + name.size()));
-  return true;
-}
-
-double Mono() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + ts.tv_nsec / 1e9;
-}
+using execmon_bench::Die;
+using execmon_bench::Flag;
 
 double CpuS(int who) {
   rusage ru{};
@@ -198,6 +182,7 @@ std::vector<Record> LoadRecords(const std::string& path, size_t* skipped) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  execmon_bench::g_tool = "sink_bench";
   std::string records_path, mode, brokers, topic = "execmon.bench";
   uint64_t events = 1000000, flush_every = 256, max_outstanding = 50000;
   std::vector<std::pair<std::string, std::string>> properties;
@@ -246,7 +231,7 @@ int main(int argc, char** argv) {
   // decode: the decoder alone.
   if (mode == "decode") {
     uint64_t emitted = 0, decoded = 0, errors = 0;
-    const double c0 = CpuS(RUSAGE_SELF), w0 = Mono();
+    const double c0 = CpuS(RUSAGE_SELF), w0 = execmon_bench::MonotonicSeconds();
     while (emitted < events) {
       for (const Record& r : recs) {
         auto rec = execmon::DecodeRecord(absl::MakeConstSpan(r.data));
@@ -255,7 +240,7 @@ int main(int argc, char** argv) {
         if (r.emits && ++emitted == events) break;
       }
     }
-    const double wall = Mono() - w0, cpu = CpuS(RUSAGE_SELF) - c0;
+    const double wall = execmon_bench::MonotonicSeconds() - w0, cpu = CpuS(RUSAGE_SELF) - c0;
     std::printf("{\"mode\":\"decode\",\"events\":%lu,\"records\":%lu,"
                 "\"decode_errors\":%lu,\"wall_s\":%.6f,\"cpu_s\":%.6f,"
                 "\"cpu_main_s\":%.6f,\"events_per_s\":%.0f,"
@@ -305,7 +290,7 @@ int main(int argc, char** argv) {
   // deliver a first batch.
   uint64_t warm_delivered = 0;
   if (kafka != nullptr) {
-    const double until = Mono() + 60;
+    const double until = execmon_bench::MonotonicSeconds() + 60;
     size_t i = 0;
     uint64_t warm = 0;
     while (warm < 2000) {
@@ -313,7 +298,7 @@ int main(int argc, char** argv) {
       agent.OnRecord(absl::MakeConstSpan(r.data));
       warm += r.emits;
     }
-    while (outstanding() > 0 && Mono() < until) usleep(10000);
+    while (outstanding() > 0 && execmon_bench::MonotonicSeconds() < until) usleep(10000);
     execmon::KafkaStats st = kafka->KafkaCounters();
     if (st.delivered != st.produced || st.dropped_queue_full + st.dropped_other > 0) {
       Die("kafka warm-up: not every event was delivered within 60 s (broker down?)");
@@ -325,7 +310,7 @@ int main(int argc, char** argv) {
   uint64_t emitted = 0, since_flush = 0;
   double wait_s = 0;
   const auto threads0 = ThreadCpu();
-  const double c0 = CpuS(RUSAGE_SELF), t0 = CpuS(RUSAGE_THREAD), w0 = Mono();
+  const double c0 = CpuS(RUSAGE_SELF), t0 = CpuS(RUSAGE_THREAD), w0 = execmon_bench::MonotonicSeconds();
   while (emitted < events) {
     for (const Record& r : recs) {
       agent.OnRecord(absl::MakeConstSpan(r.data));
@@ -337,27 +322,27 @@ int main(int argc, char** argv) {
         if (null_sink != nullptr) (void)null_sink->Flush();
         if (kafka != nullptr) (void)kafka->Flush();
         if (kafka != nullptr && outstanding() > max_outstanding) {
-          const double ws = Mono();
+          const double ws = execmon_bench::MonotonicSeconds();
           while (outstanding() > max_outstanding / 2) usleep(1000);
-          wait_s += Mono() - ws;
+          wait_s += execmon_bench::MonotonicSeconds() - ws;
         }
       }
       if (emitted == events) break;
     }
   }
   if (null_sink != nullptr) (void)null_sink->Flush();
-  const double produce_wall = Mono() - w0;
+  const double produce_wall = execmon_bench::MonotonicSeconds() - w0;
   // Per-thread split of the produce phase (the sink's poller thread ends in
   // Close(); its CPU is in the process total, not in a later /proc read).
   const std::string threads = ThreadCpuJson(threads0, ThreadCpu());
   const double cpu_close0 = CpuS(RUSAGE_SELF);
   double close_s = 0;
   if (kafka != nullptr) {
-    const double cs = Mono();
+    const double cs = execmon_bench::MonotonicSeconds();
     (void)kafka->Close(absl::Seconds(120));
-    close_s = Mono() - cs;
+    close_s = execmon_bench::MonotonicSeconds() - cs;
   }
-  const double wall = Mono() - w0;
+  const double wall = execmon_bench::MonotonicSeconds() - w0;
   const double cpu = CpuS(RUSAGE_SELF) - c0, cpu_main = CpuS(RUSAGE_THREAD) - t0;
   const double cpu_close = CpuS(RUSAGE_SELF) - cpu_close0;
   const uint64_t got = count->events - count0;
