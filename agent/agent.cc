@@ -39,18 +39,25 @@ constexpr LossCounter kLossCounters[] = {
 
 const char* KernelDecisionName(uint8_t d) {
   switch (d) {
-    case EM_DEC_ALLOW: return "allow";
-    case EM_DEC_DENY: return "deny";
-    case EM_DEC_PENDING: return "pending";
-    default: return "unknown";
+    case EM_DEC_ALLOW:
+      return "allow";
+    case EM_DEC_DENY:
+      return "deny";
+    case EM_DEC_PENDING:
+      return "pending";
+    default:
+      return "unknown";
   }
 }
 
 const char* KernelActionName(uint8_t a) {
   switch (a) {
-    case EM_ACT_ALERT: return "alert";
-    case EM_ACT_KILL: return "kill";
-    default: return "none";
+    case EM_ACT_ALERT:
+      return "alert";
+    case EM_ACT_KILL:
+      return "kill";
+    default:
+      return "none";
   }
 }
 
@@ -68,7 +75,8 @@ std::vector<KernelRecord> DecodeAll(absl::Span<const uint8_t> data,
     size_t n = RecordSize(data);
     if (n == 0 || n > data.size()) {
       ++*errors;
-      LogError("iterator output: truncated record (", data.size(), " bytes left)");
+      LogError("iterator output: truncated record (", data.size(),
+               " bytes left)");
       break;
     }
     auto rec = DecodeRecord(data.subspan(0, n));
@@ -97,7 +105,8 @@ std::string ShortBootId() {
   return id.substr(0, 8);
 }
 
-Agent::Agent(AgentOptions options, std::vector<std::unique_ptr<EventSink>> sinks)
+Agent::Agent(AgentOptions options,
+             std::vector<std::unique_ptr<EventSink>> sinks)
     : options_(std::move(options)),
       sinks_(std::move(sinks)),
       table_(options_.max_processes, options_.boot_id),
@@ -150,7 +159,8 @@ std::shared_ptr<const PodMeta> Agent::LookupPod(const ContainerRef& ref) const {
   m.workload = pod->workload;
   m.workload_kind = pod->workload_kind;
   if (ref.in_container()) {
-    if (absl::optional<k8s::ContainerMeta> c = pods_->FindContainer(ref.container_id)) {
+    if (absl::optional<k8s::ContainerMeta> c =
+            pods_->FindContainer(ref.container_id)) {
       m.container_name = c->container_name;
       m.image = c->image;
       m.image_id = c->image_id;
@@ -191,11 +201,13 @@ absl::Status Agent::StartPodWatcher() {
   return absl::OkStatus();
 }
 
-bool Agent::PushScopes(const std::vector<std::pair<uint64_t, uint64_t>>& masks) {
+bool Agent::PushScopes(
+    const std::vector<std::pair<uint64_t, uint64_t>>& masks) {
   std::vector<std::pair<uint64_t, uint64_t>> changed;
   for (const auto& [id, mask] : masks) {
     auto it = pushed_scopes_.find(id);
-    if (it == pushed_scopes_.end() || it->second != mask) changed.emplace_back(id, mask);
+    if (it == pushed_scopes_.end() || it->second != mask)
+      changed.emplace_back(id, mask);
   }
   if (changed.empty()) return true;
   if (absl::Status s = loader_->SetScopes(changed); !s.ok()) {
@@ -231,9 +243,10 @@ size_t Agent::ReleaseWaiting(bool all, uint32_t pid) {
   absl::Time now = absl::Now();
   for (auto it = waiting_.begin(); it != waiting_.end();) {
     std::shared_ptr<const PodMeta> pod = LookupPod(it->container);
-    bool complete = pod != nullptr &&
-                    (!it->container.in_container() || !pod->container_name.empty());
-    if (all || complete || now >= it->deadline || (pid != 0 && it->event.pid == pid)) {
+    bool complete = pod != nullptr && (!it->container.in_container() ||
+                                       !pod->container_name.empty());
+    if (all || complete || now >= it->deadline ||
+        (pid != 0 && it->event.pid == pid)) {
       EmitExec(it->event, it->self, it->parent ? &*it->parent : nullptr,
                it->verdict, it->container, pod.get());
       it = waiting_.erase(it);
@@ -329,8 +342,9 @@ VerdictView Agent::ViewOf(const KernelVerdict& v, const BuildId& bid) const {
       out.policy = p.name;
       absl::optional<std::string> id;
       if (bid.known()) id = bid.bytes;
-      out.rule = RuleFor(p, id, v.decision == EM_DEC_DENY ? Decision::kDeny
-                                                           : Decision::kAllow);
+      out.rule = RuleFor(
+          p, id,
+          v.decision == EM_DEC_DENY ? Decision::kDeny : Decision::kAllow);
     }
     return out;
   }
@@ -355,8 +369,8 @@ void Agent::HandleExec(ExecEvent e) {
   std::shared_ptr<const PodMeta> pod = LookupPod(container);
   if (metrics_) {
     // The pod as known now (a pod described later still counts as "").
-    metrics_->OnExec(e, verdict.decision,
-                     verdict.action, verdict.mode ? verdict.mode : "",
+    metrics_->OnExec(e, verdict.decision, verdict.action,
+                     verdict.mode ? verdict.mode : "",
                      pod ? absl::string_view(pod->namespace_name) : "",
                      pod ? absl::string_view(pod->workload) : "");
   }
@@ -396,7 +410,8 @@ void Agent::Sweep() {
     if (metrics_) metrics_->OnSweep(v.action);
     Placement where = PlacementOf(r->cgroup_id);
     WorkloadView wl = where.view();
-    Emit("sweep", writer_.Sweep(*r, table_.Find(r->pid), v, &wl), where.pod_uid());
+    Emit("sweep", writer_.Sweep(*r, table_.Find(r->pid), v, &wl),
+         where.pod_uid());
   }
   FlushSinks();
   LogInfo("policy sweep: ", n, " running processes violate the policies");
@@ -449,7 +464,8 @@ absl::Status Agent::LoadPolicies() {
             continue;
           }
           size_t slash = entry.file->rfind('/');
-          if (slash != std::string::npos) dirs.insert(entry.file->substr(0, slash));
+          if (slash != std::string::npos)
+            dirs.insert(entry.file->substr(0, slash));
         }
       }
     }
@@ -505,7 +521,8 @@ void Agent::UpdateMetrics(const std::vector<uint64_t>* kernel_stats) {
     metrics_->SetSinkUp(sink->name(), sink->Healthy());
     if (!sink->Healthy()) {
       healthy = false;
-      absl::StrAppend(&detail, detail.empty() ? "" : ",", sink->name(), " down");
+      absl::StrAppend(&detail, detail.empty() ? "" : ",", sink->name(),
+                      " down");
     }
   }
   health_.sinks_healthy.store(healthy);
@@ -550,7 +567,8 @@ void Agent::OnRecord(absl::Span<const uint8_t> data) {
     std::optional<ProcessInfo> info = table_.OnExit(*x);
     Placement where = info ? PlacementOf(info->cgroup_id) : Placement{};
     WorkloadView wl = where.view();
-    Emit("exit", writer_.Exit(*x, info ? &*info : nullptr, &wl), where.pod_uid());
+    Emit("exit", writer_.Exit(*x, info ? &*info : nullptr, &wl),
+         where.pod_uid());
   } else if (auto* c = std::get_if<CgroupEvent>(&*rec)) {
     if (cgroups_ != nullptr) {
       if (c->removed) {
@@ -614,7 +632,8 @@ absl::Status Agent::Snapshot() {
     }
     for (KernelRecord& r : DecodeAll(*raw, &counters_.decode_errors)) {
       if (auto* res = std::get_if<Resolved>(&r)) {
-        if (res->index < items.size()) resolved[items[res->index].key] = res->build_id;
+        if (res->index < items.size())
+          resolved[items[res->index].key] = res->build_id;
       }
     }
   }
@@ -684,12 +703,12 @@ void Agent::ReportKernelLoss(bool final_report) {
     LogInfo("kernel: execs=", (*stats)[EM_STAT_EXEC],
             " cache_hits=", (*stats)[EM_STAT_CACHE_HIT],
             " cache_misses=", (*stats)[EM_STAT_CACHE_MISS],
-            " task_work=", (*stats)[EM_STAT_TW_RAN],
-            " ring_buffer_drops=",
+            " task_work=", (*stats)[EM_STAT_TW_RAN], " ring_buffer_drops=",
             (*stats)[EM_STAT_RB_DROP_EXEC] + (*stats)[EM_STAT_RB_DROP_EXIT] +
                 (*stats)[EM_STAT_RB_DROP_FORK]);
-    LogInfo("agent: exec=", counters_.exec_events, " exit=",
-            counters_.exit_events, " snapshot=", counters_.snapshot_events,
+    LogInfo("agent: exec=", counters_.exec_events,
+            " exit=", counters_.exit_events,
+            " snapshot=", counters_.snapshot_events,
             " decode_errors=", counters_.decode_errors,
             " waited_for_pod=", counters_.events_waited_for_pod,
             " unenriched=", counters_.events_unenriched,
@@ -708,15 +727,15 @@ void Agent::Tick() {
 }
 
 absl::Status Agent::Run(const std::atomic<bool>& stop) {
-  metrics_ = std::make_unique<Metrics>(BuildInfo{
-      EXECMON_VERSION, loader_->features().release,
-      loader_->uses_task_work() ? "task_work" : "iterator"});
+  metrics_ = std::make_unique<Metrics>(
+      BuildInfo{EXECMON_VERSION, loader_->features().release,
+                loader_->uses_task_work() ? "task_work" : "iterator"});
   for (const auto& sink : sinks_) {
     metrics_->AddSink(sink->name(), sink->Stats().reports_delivery);
   }
   if (!options_.metrics_address.empty()) {
-    auto http = HttpServer::Start(options_.metrics_address, metrics_->registry(),
-                                  &health_);
+    auto http = HttpServer::Start(options_.metrics_address,
+                                  metrics_->registry(), &health_);
     if (!http.ok()) return http.status();
     http_ = *std::move(http);
   }

@@ -5,12 +5,12 @@
 #define EXECMON_AGENT_AGENT_H_
 
 #include <atomic>
-#include <deque>
-#include <optional>
 #include <cstdint>
+#include <deque>
 #include <memory>
-#include <tuple>
+#include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -18,13 +18,13 @@
 #include "absl/types/span.h"
 #include "agent/bpf/bpf_loader.h"
 #include "agent/container/cgroup_resolver.h"
-#include "agent/k8s/pod_watcher.h"
-#include "agent/policy/scope.h"
 #include "agent/event/event.h"
 #include "agent/event/json_writer.h"
+#include "agent/k8s/pod_watcher.h"
 #include "agent/metrics/http_server.h"
 #include "agent/metrics/metrics.h"
 #include "agent/policy/policy.h"
+#include "agent/policy/scope.h"
 #include "agent/policy/watcher.h"
 #include "agent/process/process_table.h"
 #include "agent/sink/event_sink.h"

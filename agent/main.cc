@@ -73,8 +73,9 @@ ABSL_FLAG(std::string, policies, "",
           "reloaded on change. Empty: no policies (verdicts allow/unknown).");
 ABSL_FLAG(uint32_t, max_policy_ids, 262144,
           "Distinct build IDs the loaded policies may name.");
-ABSL_FLAG(std::string, cluster, "",
-          "Cluster name reported in events as \"cluster\" (omitted when empty).");
+ABSL_FLAG(
+    std::string, cluster, "",
+    "Cluster name reported in events as \"cluster\" (omitted when empty).");
 ABSL_FLAG(std::string, kubernetes, "auto",
           "Pod metadata from the Kubernetes API: auto (in-cluster, or a "
           "kubeconfig when one is found), on (required), off.");
@@ -125,8 +126,10 @@ ABSL_FLAG(absl::Duration, kafka_flush_timeout, absl::Seconds(10),
           "what is left is dropped and counted (shutdown).");
 // --- end of Kafka sink flags ---
 // `execmon policy ...`
-ABSL_FLAG(std::string, format, "text", "policy lint/test output: text or json.");
-ABSL_FLAG(std::string, build_id, "", "policy test: the build ID (hex) of the exec; "
+ABSL_FLAG(std::string, format, "text",
+          "policy lint/test output: text or json.");
+ABSL_FLAG(std::string, build_id, "",
+          "policy test: the build ID (hex) of the exec; "
           "empty: an exec without a build ID.");
 ABSL_FLAG(std::string, namespace, "", "policy test: the pod's namespace.");
 ABSL_FLAG(std::string, labels, "", "policy test: the pod's labels, k=v,k2=v2.");
@@ -140,13 +143,15 @@ std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop.store(true); }
 
 int Usage() {
-  std::fprintf(stderr,
-               "usage: execmon run [flags]                monitor execs (--help for flags)\n"
-               "       execmon buildid FILE...            print 'HEX  FILE' per file\n"
-               "       execmon policy lint DIR [--format=json]\n"
-               "       execmon policy test DIR --build-id=HEX [--namespace=NS]\n"
-               "                [--labels=k=v,...] [--container=NAME] [--host]\n"
-               "       execmon version\n");
+  std::fprintf(
+      stderr,
+      "usage: execmon run [flags]                monitor execs (--help for "
+      "flags)\n"
+      "       execmon buildid FILE...            print 'HEX  FILE' per file\n"
+      "       execmon policy lint DIR [--format=json]\n"
+      "       execmon policy test DIR --build-id=HEX [--namespace=NS]\n"
+      "                [--labels=k=v,...] [--container=NAME] [--host]\n"
+      "       execmon version\n");
   return 2;
 }
 
@@ -168,7 +173,8 @@ int CmdPolicyLint(const std::vector<char*>& args) {
   }
   std::string format = absl::GetFlag(FLAGS_format);
   if (format != "text" && format != "json") {
-    std::fprintf(stderr, "execmon: --format=%s: want text or json\n", format.c_str());
+    std::fprintf(stderr, "execmon: --format=%s: want text or json\n",
+                 format.c_str());
     return 2;
   }
   std::string out;
@@ -180,14 +186,16 @@ int CmdPolicyLint(const std::vector<char*>& args) {
 
 int CmdPolicyTest(const std::vector<char*>& args) {
   if (args.size() != 4) {
-    std::fprintf(stderr,
-                 "usage: execmon policy test DIR --build-id=HEX [--namespace=NS] "
-                 "[--labels=k=v,...] [--container=NAME] [--host]\n");
+    std::fprintf(
+        stderr,
+        "usage: execmon policy test DIR --build-id=HEX [--namespace=NS] "
+        "[--labels=k=v,...] [--container=NAME] [--host]\n");
     return 2;
   }
   auto set = execmon::LoadPolicyDir(args[3]);
   if (!set.ok()) {
-    std::fprintf(stderr, "execmon: %s\n", std::string(set.status().message()).c_str());
+    std::fprintf(stderr, "execmon: %s\n",
+                 std::string(set.status().message()).c_str());
     return 1;
   }
   absl::optional<std::string> id;
@@ -205,20 +213,24 @@ int CmdPolicyTest(const std::vector<char*>& args) {
   w.host = absl::GetFlag(FLAGS_host);
   w.namespace_name = absl::GetFlag(FLAGS_namespace);
   w.container = absl::GetFlag(FLAGS_container);
-  for (absl::string_view kv : absl::StrSplit(absl::GetFlag(FLAGS_labels), ',',
-                                             absl::SkipEmpty())) {
-    std::pair<std::string, std::string> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));
+  for (absl::string_view kv :
+       absl::StrSplit(absl::GetFlag(FLAGS_labels), ',', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> p =
+        absl::StrSplit(kv, absl::MaxSplits('=', 1));
     w.labels[p.first] = p.second;
   }
   if (w.host && (!w.namespace_name.empty() || !w.labels.empty() ||
                  !w.container.empty())) {
-    std::fprintf(stderr, "execmon: --host describes a process outside containers: "
-                         "it has no namespace, labels or container\n");
+    std::fprintf(stderr,
+                 "execmon: --host describes a process outside containers: "
+                 "it has no namespace, labels or container\n");
     return 2;
   }
-  if (!w.host && w.namespace_name.empty() && w.labels.empty() && w.container.empty()) {
-    std::fprintf(stderr, "execmon: say where the exec runs: --host, or a container "
-                         "(--namespace, --labels, --container)\n");
+  if (!w.host && w.namespace_name.empty() && w.labels.empty() &&
+      w.container.empty()) {
+    std::fprintf(stderr,
+                 "execmon: say where the exec runs: --host, or a container "
+                 "(--namespace, --labels, --container)\n");
     return 2;
   }
   execmon::Verdict v = execmon::Evaluate(*set, id, w);
@@ -240,10 +252,13 @@ int CmdPolicyTest(const std::vector<char*>& args) {
     jw.EndObject();
     std::printf("%s\n", sb.GetString());
   } else {
-    std::printf("decision: %s\naction:   %s\npolicy:   %s\nrule:     %s\nmode:     %s\n",
-                execmon::DecisionName(v.decision), execmon::VerdictActionName(v.action),
-                policy.empty() ? "-" : policy.c_str(), v.rule.empty() ? "-" : v.rule.c_str(),
-                v.policy >= 0 ? execmon::PolicyModeName(v.mode) : "-");
+    std::printf(
+        "decision: %s\naction:   %s\npolicy:   %s\nrule:     %s\nmode:     "
+        "%s\n",
+        execmon::DecisionName(v.decision), execmon::VerdictActionName(v.action),
+        policy.empty() ? "-" : policy.c_str(),
+        v.rule.empty() ? "-" : v.rule.c_str(),
+        v.policy >= 0 ? execmon::PolicyModeName(v.mode) : "-");
     // Why: every policy, whether it governs this exec and what it says.
     for (const execmon::Policy& p : set->policies) {
       bool governs = execmon::SelectorMatches(p.selector, w);
@@ -252,8 +267,9 @@ int CmdPolicyTest(const std::vector<char*>& args) {
         execmon::PolicySet one;
         one.policies.push_back(p);
         execmon::Verdict pv = execmon::Evaluate(one, id, w);
-        says = absl::StrCat(execmon::DecisionName(pv.decision),
-                            pv.rule.empty() ? "" : absl::StrCat(" (", pv.rule, ")"));
+        says = absl::StrCat(
+            execmon::DecisionName(pv.decision),
+            pv.rule.empty() ? "" : absl::StrCat(" (", pv.rule, ")"));
       }
       std::printf("  %-32s %-8s %s\n", p.name.c_str(),
                   governs ? "governs" : "no scope", says.c_str());
@@ -271,7 +287,8 @@ int CmdBuildId(const std::vector<char*>& args) {
   for (size_t i = 2; i < args.size(); ++i) {
     auto id = execmon::ReadBuildIdFile(args[i]);
     if (!id.ok()) {
-      std::fprintf(stderr, "execmon: %s\n", std::string(id.status().message()).c_str());
+      std::fprintf(stderr, "execmon: %s\n",
+                   std::string(id.status().message()).c_str());
       rc = 1;
       continue;
     }
@@ -292,8 +309,8 @@ absl::Status ParseLogLevel(const std::string& s) {
   } else if (s == "error") {
     execmon::SetLogLevel(execmon::LogLevel::kError);
   } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--log_level=", s, ": want debug, info, warning or error"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--log_level=", s, ": want debug, info, warning or error"));
   }
   return absl::OkStatus();
 }
@@ -343,14 +360,16 @@ absl::Status CmdRun() {
   opts.max_processes = absl::GetFlag(FLAGS_max_processes);
   opts.snapshot = absl::GetFlag(FLAGS_snapshot);
   opts.poll_interval = absl::GetFlag(FLAGS_poll_interval);
-  if (opts.poll_interval < absl::Milliseconds(1) || opts.poll_interval > absl::Seconds(1)) {
+  if (opts.poll_interval < absl::Milliseconds(1) ||
+      opts.poll_interval > absl::Seconds(1)) {
     return absl::InvalidArgumentError("--poll_interval: want 1ms to 1s");
   }
   opts.policy_dir = absl::GetFlag(FLAGS_policies);
   opts.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   opts.cluster = absl::GetFlag(FLAGS_cluster);
   opts.kubernetes = absl::GetFlag(FLAGS_kubernetes);
-  if (opts.kubernetes != "auto" && opts.kubernetes != "on" && opts.kubernetes != "off") {
+  if (opts.kubernetes != "auto" && opts.kubernetes != "on" &&
+      opts.kubernetes != "off") {
     return absl::InvalidArgumentError(absl::StrCat(
         "--kubernetes=", opts.kubernetes, ": want auto, on or off"));
   }
@@ -367,8 +386,8 @@ absl::Status CmdRun() {
     auto key = execmon::ParseKafkaKey(absl::GetFlag(FLAGS_kafka_key));
     if (!key.ok()) return key.status();
     kafka.key = *key;
-    auto props =
-        execmon::ParseKafkaProperties(absl::GetFlag(FLAGS_kafka_property).items);
+    auto props = execmon::ParseKafkaProperties(
+        absl::GetFlag(FLAGS_kafka_property).items);
     if (!props.ok()) return props.status();
     kafka.properties = *std::move(props);
     kafka.queue_max_events = absl::GetFlag(FLAGS_kafka_queue_max_events);
@@ -390,7 +409,8 @@ absl::Status CmdRun() {
   bpf.ring_buffer_bytes = rb_mb << 20;
   bpf.cache_entries = absl::GetFlag(FLAGS_cache_entries);
   bpf.pending_entries = absl::GetFlag(FLAGS_pending_entries);
-  bpf.cache_min_age_ns = absl::ToInt64Nanoseconds(absl::GetFlag(FLAGS_cache_min_age));
+  bpf.cache_min_age_ns =
+      absl::ToInt64Nanoseconds(absl::GetFlag(FLAGS_cache_min_age));
   bpf.max_policy_ids = absl::GetFlag(FLAGS_max_policy_ids);
   bpf.wakeup_bytes = absl::GetFlag(FLAGS_ringbuf_wakeup_bytes);
   auto loader = execmon::BpfLoader::Create(
@@ -400,13 +420,16 @@ absl::Status CmdRun() {
   if (!(*loader)->uses_task_work()) {
     execmon::LogWarning(
         "build IDs of first-seen binaries are resolved late (iterator): "
-        "kernel ", (*loader)->features().release,
+        "kernel ",
+        (*loader)->features().release,
         (*loader)->features().task_work ? " has bpf_task_work but "
                                           "--build_id_resolver=iterator was set"
                                         : " lacks bpf_task_work (6.18+)",
         "; such programs run before their build ID is known",
-        opts.policy_dir.empty() ? "" : ", and a first-seen binary that "
-        "violates an enforce policy can only be killed after it started");
+        opts.policy_dir.empty()
+            ? ""
+            : ", and a first-seen binary that "
+              "violates an enforce policy can only be killed after it started");
   }
 
   struct sigaction sa = {};
@@ -438,8 +461,10 @@ int main(int argc, char** argv) {
   }
   if (cmd == "buildid") return CmdBuildId(args);
   if (cmd == "policy") {
-    if (args.size() >= 3 && std::string(args[2]) == "lint") return CmdPolicyLint(args);
-    if (args.size() >= 3 && std::string(args[2]) == "test") return CmdPolicyTest(args);
+    if (args.size() >= 3 && std::string(args[2]) == "lint")
+      return CmdPolicyLint(args);
+    if (args.size() >= 3 && std::string(args[2]) == "test")
+      return CmdPolicyTest(args);
     return Usage();
   }
   if (cmd != "run") return Usage();

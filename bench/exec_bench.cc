@@ -20,7 +20,8 @@
 // execs, so the driver can tell them apart in the agent's events; its
 // environment is empty. The summary's cpu_ns is the CPU time (user + system)
 // of exec_bench and all its children, for the driver's check that nothing
-// else ran during the batch. Any exec that fails or exits non-zero aborts the run.
+// else ran during the batch. Any exec that fails or exits non-zero aborts the
+// run.
 #include <fcntl.h>
 #include <sched.h>
 #include <spawn.h>
@@ -80,10 +81,12 @@ Options Parse(int argc, char** argv) {
       o.cpu = static_cast<int>(ToLong(v, "cpu"));
       continue;
     }
-    Die("unknown argument '" + std::string(a) + "' (see the comment at the top of exec_bench.cc)");
+    Die("unknown argument '" + std::string(a) +
+        "' (see the comment at the top of exec_bench.cc)");
   }
   if (o.binary.empty()) Die("--binary=PATH is required");
-  if (o.spawn != "fork" && o.spawn != "vfork") Die("--spawn: want fork or vfork");
+  if (o.spawn != "fork" && o.spawn != "vfork")
+    Die("--spawn: want fork or vfork");
   if (o.count == 0) Die("--count must be positive");
   return o;
 }
@@ -162,7 +165,8 @@ int64_t CpuNs() {
     rusage ru{};
     getrusage(who, &ru);
     for (const timeval& tv : {ru.ru_utime, ru.ru_stime}) {
-      total += static_cast<int64_t>(tv.tv_sec) * 1000000000LL + tv.tv_usec * 1000LL;
+      total +=
+          static_cast<int64_t>(tv.tv_sec) * 1000000000LL + tv.tv_usec * 1000LL;
     }
   }
   return total;
@@ -174,7 +178,8 @@ double Quantile(const std::vector<int64_t>& v, double q) {
   size_t lo = static_cast<size_t>(pos);
   size_t hi = std::min(lo + 1, v.size() - 1);
   double frac = pos - static_cast<double>(lo);
-  return static_cast<double>(v[lo]) * (1 - frac) + static_cast<double>(v[hi]) * frac;
+  return static_cast<double>(v[lo]) * (1 - frac) +
+         static_cast<double>(v[hi]) * frac;
 }
 
 }  // namespace
@@ -186,7 +191,8 @@ int main(int argc, char** argv) {
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(o.cpu, &set);
-    if (sched_setaffinity(0, sizeof(set), &set) != 0) DieErrno("sched_setaffinity");
+    if (sched_setaffinity(0, sizeof(set), &set) != 0)
+      DieErrno("sched_setaffinity");
   }
 
   // Everything that touches the file system happens before the timed loop.
@@ -217,7 +223,8 @@ int main(int argc, char** argv) {
   for (long i = 0; i < o.warmup; ++i) RunOnce(o, o.binary.c_str(), warm_argv);
   int64_t start = NowNs();
   for (long i = 0; i < o.count; ++i) {
-    const char* path = paths.empty() ? o.binary.c_str() : paths[static_cast<size_t>(i)].c_str();
+    const char* path = paths.empty() ? o.binary.c_str()
+                                     : paths[static_cast<size_t>(i)].c_str();
     ns[static_cast<size_t>(i)] = RunOnce(o, path, timed_argv);
   }
   int64_t elapsed = NowNs() - start;
@@ -232,12 +239,13 @@ int main(int argc, char** argv) {
   std::vector<int64_t> sorted = ns;
   std::sort(sorted.begin(), sorted.end());
   std::printf(
-      "{\"count\":%ld,\"spawn\":\"%s\",\"distinct_files\":%s,\"elapsed_ns\":%lld,"
+      "{\"count\":%ld,\"spawn\":\"%s\",\"distinct_files\":%s,\"elapsed_ns\":%"
+      "lld,"
       "\"median_ns\":%.0f,\"p90_ns\":%.0f,\"min_ns\":%lld,\"max_ns\":%lld,"
       "\"cpu_ns\":%lld}\n",
       o.count, o.spawn.c_str(), paths.empty() ? "false" : "true",
-      static_cast<long long>(elapsed), Quantile(sorted, 0.5), Quantile(sorted, 0.9),
-      static_cast<long long>(sorted.front()), static_cast<long long>(sorted.back()),
-      static_cast<long long>(CpuNs()));
+      static_cast<long long>(elapsed), Quantile(sorted, 0.5),
+      Quantile(sorted, 0.9), static_cast<long long>(sorted.front()),
+      static_cast<long long>(sorted.back()), static_cast<long long>(CpuNs()));
   return 0;
 }

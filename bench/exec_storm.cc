@@ -69,10 +69,12 @@ Options Parse(int argc, char** argv) {
       o.pin = true;
       continue;
     }
-    Die("unknown argument '" + std::string(a) + "' (see the comment at the top of exec_storm.cc)");
+    Die("unknown argument '" + std::string(a) +
+        "' (see the comment at the top of exec_storm.cc)");
   }
   if (o.binary.empty()) Die("--binary=PATH is required");
-  if (o.spawn != "fork" && o.spawn != "vfork") Die("--spawn: want fork or vfork");
+  if (o.spawn != "fork" && o.spawn != "vfork")
+    Die("--spawn: want fork or vfork");
   if (o.workers < 1 || o.workers > 256) Die("--workers: want 1..256");
   if (!(o.seconds > 0 && o.seconds <= 600)) Die("--seconds: want (0, 600]");
   return o;
@@ -89,7 +91,8 @@ char* kEmptyEnv[] = {nullptr};
 bool RunOnce(const Options& o, char* const* argv) {
   pid_t pid;
   if (o.spawn == "vfork") {
-    if (posix_spawn(&pid, o.binary.c_str(), nullptr, nullptr, argv, kEmptyEnv) != 0) {
+    if (posix_spawn(&pid, o.binary.c_str(), nullptr, nullptr, argv,
+                    kEmptyEnv) != 0) {
       return false;
     }
   } else {
@@ -109,12 +112,14 @@ bool RunOnce(const Options& o, char* const* argv) {
 
 // Runs in worker `index`: waits for the start signal, execs until the
 // deadline, writes its WorkerResult to `result_fd`.
-[[noreturn]] void Worker(const Options& o, long index, int start_fd, int result_fd) {
+[[noreturn]] void Worker(const Options& o, long index, int start_fd,
+                         int result_fd) {
   if (o.pin) {
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(static_cast<int>(index), &set);
-    if (sched_setaffinity(0, sizeof(set), &set) != 0) DieErrno("sched_setaffinity");
+    if (sched_setaffinity(0, sizeof(set), &set) != 0)
+      DieErrno("sched_setaffinity");
   }
   char c;
   if (read(start_fd, &c, 1) < 0) DieErrno("read start pipe");
@@ -183,7 +188,8 @@ int main(int argc, char** argv) {
     rusage ru{};
     getrusage(who, &ru);
     for (const timeval& tv : {ru.ru_utime, ru.ru_stime}) {
-      cpu += static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+      cpu += static_cast<double>(tv.tv_sec) +
+             static_cast<double>(tv.tv_usec) / 1e6;
     }
   }
 
@@ -196,9 +202,10 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "{\"made\":%llu,\"failed\":%llu,\"workers\":%ld,\"per_worker\":[%s],"
-      "\"elapsed_s\":%.3f,\"execs_per_s\":%.1f,\"spawn\":\"%s\",\"cpu_s\":%.3f}\n",
-      static_cast<unsigned long long>(made), static_cast<unsigned long long>(failed),
-      o.workers, per.c_str(), elapsed, static_cast<double>(made) / elapsed,
-      o.spawn.c_str(), cpu);
+      "\"elapsed_s\":%.3f,\"execs_per_s\":%.1f,\"spawn\":\"%s\",\"cpu_s\":%.3f}"
+      "\n",
+      static_cast<unsigned long long>(made),
+      static_cast<unsigned long long>(failed), o.workers, per.c_str(), elapsed,
+      static_cast<double>(made) / elapsed, o.spawn.c_str(), cpu);
   return failed == 0 ? 0 : 1;
 }

@@ -71,7 +71,8 @@ int main(int argc, char** argv) {
         }
       });
   if (!loader.ok()) Die(std::string(loader.status().message()));
-  if (absl::Status s = (*loader)->Attach(); !s.ok()) Die(std::string(s.message()));
+  if (absl::Status s = (*loader)->Attach(); !s.ok())
+    Die(std::string(s.message()));
 
   struct sigaction sa = {};
   sa.sa_handler = OnSignal;
@@ -92,12 +93,14 @@ int main(int argc, char** argv) {
     }
   }
   (*loader)->Detach();
-  if (auto d = (*loader)->Drain(); !d.ok()) Die(std::string(d.status().message()));
+  if (auto d = (*loader)->Drain(); !d.ok())
+    Die(std::string(d.status().message()));
   auto stats = (*loader)->ReadStats();
 
   FILE* f = std::fopen(out.c_str(), "wb");
   if (f == nullptr) Die(out + ": " + std::strerror(errno));
-  if (std::fwrite(buf.data(), 1, buf.size(), f) != buf.size() || std::fclose(f) != 0) {
+  if (std::fwrite(buf.data(), 1, buf.size(), f) != buf.size() ||
+      std::fclose(f) != 0) {
     Die(out + ": write failed");
   }
   uint64_t drops = 0;
@@ -105,13 +108,14 @@ int main(int argc, char** argv) {
     drops = (*stats)[EM_STAT_RB_DROP_EXEC] + (*stats)[EM_STAT_RB_DROP_EXIT] +
             (*stats)[EM_STAT_RB_DROP_FORK];
   }
-  std::printf("{\"bytes\":%zu,\"exec\":%lu,\"exit\":%lu,\"fork\":%lu,"
-              "\"cgroup\":%lu,\"ring_buffer_drops\":%lu}\n",
-              buf.size(), static_cast<unsigned long>(by_type[EM_EV_EXEC]),
-              static_cast<unsigned long>(by_type[EM_EV_EXIT]),
-              static_cast<unsigned long>(by_type[EM_EV_FORK]),
-              static_cast<unsigned long>(by_type[EM_EV_CGROUP_MKDIR] +
-                                         by_type[EM_EV_CGROUP_RMDIR]),
-              static_cast<unsigned long>(drops));
+  std::printf(
+      "{\"bytes\":%zu,\"exec\":%lu,\"exit\":%lu,\"fork\":%lu,"
+      "\"cgroup\":%lu,\"ring_buffer_drops\":%lu}\n",
+      buf.size(), static_cast<unsigned long>(by_type[EM_EV_EXEC]),
+      static_cast<unsigned long>(by_type[EM_EV_EXIT]),
+      static_cast<unsigned long>(by_type[EM_EV_FORK]),
+      static_cast<unsigned long>(by_type[EM_EV_CGROUP_MKDIR] +
+                                 by_type[EM_EV_CGROUP_RMDIR]),
+      static_cast<unsigned long>(drops));
   return 0;
 }

@@ -39,6 +39,7 @@
 // where the CPU goes, without perf.
 // --property adds a librdkafka property (after the sink's defaults, as
 // --kafka_property does), e.g. compression.codec=none for a diagnosis.
+#include <dirent.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,7 +49,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <dirent.h>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -82,7 +82,8 @@ double CpuS(int who) {
 // Counts what the agent emits (and its JSON bytes). Costs two additions.
 class CountingSink : public execmon::EventSink {
  public:
-  absl::Status Write(const execmon::EventMeta&, absl::string_view json) override {
+  absl::Status Write(const execmon::EventMeta&,
+                     absl::string_view json) override {
     ++events;
     bytes += json.size();
     return absl::OkStatus();
@@ -110,12 +111,13 @@ std::map<int, std::pair<std::string, double>> ThreadCpu() {
     std::string f;
     double ticks = 0;
     for (int i = 3; i <= 15 && rest >> f; ++i) {
-      if (i == 14 || i == 15) ticks += std::strtod(f.c_str(), nullptr);  // utime, stime
+      if (i == 14 || i == 15)
+        ticks += std::strtod(f.c_str(), nullptr);  // utime, stime
     }
     const int tid = std::atoi(e->d_name);
     // The replay thread; the sink's poller thread keeps the process name.
-    std::string name = tid == getpid() ? "replay"
-                                       : line.substr(open + 1, close - open - 1);
+    std::string name =
+        tid == getpid() ? "replay" : line.substr(open + 1, close - open - 1);
     out[tid] = {name, ticks / tck};
   }
   closedir(d);
@@ -123,8 +125,9 @@ std::map<int, std::pair<std::string, double>> ThreadCpu() {
 }
 
 // {"name": seconds, ...} of the CPU each thread name used between a and b.
-std::string ThreadCpuJson(const std::map<int, std::pair<std::string, double>>& a,
-                          const std::map<int, std::pair<std::string, double>>& b) {
+std::string ThreadCpuJson(
+    const std::map<int, std::pair<std::string, double>>& a,
+    const std::map<int, std::pair<std::string, double>>& b) {
   std::map<std::string, double> by_name;
   for (const auto& [tid, nb] : b) {
     auto it = a.find(tid);
@@ -163,9 +166,10 @@ std::vector<Record> LoadRecords(const std::string& path, size_t* skipped) {
       uint64_t root = 1;
       std::memcpy(r.data.data() + offsetof(em_exec_event, cgroup_id), &root,
                   sizeof(root));
-      uint8_t err = r.data[offsetof(em_exec_event, bid) +
-                           offsetof(em_build_id, error)];
-      if (err == EM_BID_ERR_PENDING) Die(path + ": exec record with a PENDING build ID");
+      uint8_t err =
+          r.data[offsetof(em_exec_event, bid) + offsetof(em_build_id, error)];
+      if (err == EM_BID_ERR_PENDING)
+        Die(path + ": exec record with a PENDING build ID");
       r.emits = true;
     } else if (h.type == EM_EV_EXIT) {
       r.emits = true;
@@ -216,7 +220,8 @@ int main(int argc, char** argv) {
   if (records_path.empty() || events == 0 || flush_every == 0) {
     Die("--records=FILE and --events=N > 0 are required");
   }
-  if (mode != "decode" && mode != "render" && mode != "null" && mode != "kafka") {
+  if (mode != "decode" && mode != "render" && mode != "null" &&
+      mode != "kafka") {
     Die("--mode: want decode, render, null or kafka");
   }
   if (mode == "kafka" && brokers.empty()) Die("--mode=kafka needs --brokers");
@@ -240,14 +245,15 @@ int main(int argc, char** argv) {
         if (r.emits && ++emitted == events) break;
       }
     }
-    const double wall = execmon_bench::MonotonicSeconds() - w0, cpu = CpuS(RUSAGE_SELF) - c0;
-    std::printf("{\"mode\":\"decode\",\"events\":%lu,\"records\":%lu,"
-                "\"decode_errors\":%lu,\"wall_s\":%.6f,\"cpu_s\":%.6f,"
-                "\"cpu_main_s\":%.6f,\"events_per_s\":%.0f,"
-                "\"events_per_cpu_s\":%.0f}\n",
-                (unsigned long)emitted, (unsigned long)decoded,
-                (unsigned long)errors, wall, cpu, cpu, emitted / wall,
-                emitted / cpu);
+    const double wall = execmon_bench::MonotonicSeconds() - w0,
+                 cpu = CpuS(RUSAGE_SELF) - c0;
+    std::printf(
+        "{\"mode\":\"decode\",\"events\":%lu,\"records\":%lu,"
+        "\"decode_errors\":%lu,\"wall_s\":%.6f,\"cpu_s\":%.6f,"
+        "\"cpu_main_s\":%.6f,\"events_per_s\":%.0f,"
+        "\"events_per_cpu_s\":%.0f}\n",
+        (unsigned long)emitted, (unsigned long)decoded, (unsigned long)errors,
+        wall, cpu, cpu, emitted / wall, emitted / cpu);
     return errors == 0 ? 0 : 1;
   }
 
@@ -298,10 +304,13 @@ int main(int argc, char** argv) {
       agent.OnRecord(absl::MakeConstSpan(r.data));
       warm += r.emits;
     }
-    while (outstanding() > 0 && execmon_bench::MonotonicSeconds() < until) usleep(10000);
+    while (outstanding() > 0 && execmon_bench::MonotonicSeconds() < until)
+      usleep(10000);
     execmon::KafkaStats st = kafka->KafkaCounters();
-    if (st.delivered != st.produced || st.dropped_queue_full + st.dropped_other > 0) {
-      Die("kafka warm-up: not every event was delivered within 60 s (broker down?)");
+    if (st.delivered != st.produced ||
+        st.dropped_queue_full + st.dropped_other > 0) {
+      Die("kafka warm-up: not every event was delivered within 60 s (broker "
+          "down?)");
     }
     warm_delivered = st.delivered;
   }
@@ -310,7 +319,8 @@ int main(int argc, char** argv) {
   uint64_t emitted = 0, since_flush = 0;
   double wait_s = 0;
   const auto threads0 = ThreadCpu();
-  const double c0 = CpuS(RUSAGE_SELF), t0 = CpuS(RUSAGE_THREAD), w0 = execmon_bench::MonotonicSeconds();
+  const double c0 = CpuS(RUSAGE_SELF), t0 = CpuS(RUSAGE_THREAD),
+               w0 = execmon_bench::MonotonicSeconds();
   while (emitted < events) {
     for (const Record& r : recs) {
       agent.OnRecord(absl::MakeConstSpan(r.data));
@@ -343,7 +353,8 @@ int main(int argc, char** argv) {
     close_s = execmon_bench::MonotonicSeconds() - cs;
   }
   const double wall = execmon_bench::MonotonicSeconds() - w0;
-  const double cpu = CpuS(RUSAGE_SELF) - c0, cpu_main = CpuS(RUSAGE_THREAD) - t0;
+  const double cpu = CpuS(RUSAGE_SELF) - c0,
+               cpu_main = CpuS(RUSAGE_THREAD) - t0;
   const double cpu_close = CpuS(RUSAGE_SELF) - cpu_close0;
   const uint64_t got = count->events - count0;
   const uint64_t bytes = count->bytes - bytes0;
@@ -354,34 +365,35 @@ int main(int argc, char** argv) {
   if (kafka != nullptr) {
     execmon::KafkaStats st = kafka->KafkaCounters();
     const uint64_t delivered = st.delivered - warm_delivered;
-    ok = ok && delivered == events && st.failed == 0 && st.dropped_queue_full == 0 &&
-         st.dropped_timeout == 0 && st.dropped_shutdown == 0 && st.dropped_other == 0;
+    ok = ok && delivered == events && st.failed == 0 &&
+         st.dropped_queue_full == 0 && st.dropped_timeout == 0 &&
+         st.dropped_shutdown == 0 && st.dropped_other == 0;
     char b[512];
-    std::snprintf(b, sizeof(b),
-                  "{\"delivered\":%lu,\"warmup_delivered\":%lu,\"produced\":%lu,"
-                  "\"failed\":%lu,\"dropped_queue_full\":%lu,\"dropped_timeout\":%lu,"
-                  "\"dropped_shutdown\":%lu,\"dropped_other\":%lu}",
-                  (unsigned long)delivered, (unsigned long)warm_delivered,
-                  (unsigned long)st.produced, (unsigned long)st.failed,
-                  (unsigned long)st.dropped_queue_full,
-                  (unsigned long)st.dropped_timeout,
-                  (unsigned long)st.dropped_shutdown,
-                  (unsigned long)st.dropped_other);
+    std::snprintf(
+        b, sizeof(b),
+        "{\"delivered\":%lu,\"warmup_delivered\":%lu,\"produced\":%lu,"
+        "\"failed\":%lu,\"dropped_queue_full\":%lu,\"dropped_timeout\":%lu,"
+        "\"dropped_shutdown\":%lu,\"dropped_other\":%lu}",
+        (unsigned long)delivered, (unsigned long)warm_delivered,
+        (unsigned long)st.produced, (unsigned long)st.failed,
+        (unsigned long)st.dropped_queue_full, (unsigned long)st.dropped_timeout,
+        (unsigned long)st.dropped_shutdown, (unsigned long)st.dropped_other);
     kstats = b;
   }
-  std::printf("{\"mode\":\"%s\",\"ok\":%s,\"events\":%lu,\"records_per_pass\":%zu,"
-              "\"events_per_pass\":%lu,\"skipped_records\":%zu,\"json_bytes\":%lu,"
-              "\"wall_s\":%.6f,\"produce_wall_s\":%.6f,\"close_s\":%.6f,"
-              "\"wait_s\":%.6f,\"cpu_s\":%.6f,\"cpu_main_s\":%.6f,"
-              "\"events_per_s\":%.0f,\"events_per_cpu_s\":%.0f,"
-              "\"events_per_main_cpu_s\":%.0f,\"exec_events\":%lu,"
-              "\"exit_events\":%lu,\"thread_cpu_s\":%s,\"cpu_close_s\":%.3f,"
-              "\"kafka\":%s}\n",
-              mode.c_str(), ok ? "true" : "false", (unsigned long)got, recs.size(),
-              (unsigned long)per_pass, skipped, (unsigned long)bytes, wall,
-              produce_wall, close_s, wait_s, cpu, cpu_main, got / wall, got / cpu,
-              got / cpu_main, (unsigned long)agent.counters().exec_events,
-              (unsigned long)agent.counters().exit_events, threads.c_str(), cpu_close,
-              kstats.c_str());
+  std::printf(
+      "{\"mode\":\"%s\",\"ok\":%s,\"events\":%lu,\"records_per_pass\":%zu,"
+      "\"events_per_pass\":%lu,\"skipped_records\":%zu,\"json_bytes\":%lu,"
+      "\"wall_s\":%.6f,\"produce_wall_s\":%.6f,\"close_s\":%.6f,"
+      "\"wait_s\":%.6f,\"cpu_s\":%.6f,\"cpu_main_s\":%.6f,"
+      "\"events_per_s\":%.0f,\"events_per_cpu_s\":%.0f,"
+      "\"events_per_main_cpu_s\":%.0f,\"exec_events\":%lu,"
+      "\"exit_events\":%lu,\"thread_cpu_s\":%s,\"cpu_close_s\":%.3f,"
+      "\"kafka\":%s}\n",
+      mode.c_str(), ok ? "true" : "false", (unsigned long)got, recs.size(),
+      (unsigned long)per_pass, skipped, (unsigned long)bytes, wall,
+      produce_wall, close_s, wait_s, cpu, cpu_main, got / wall, got / cpu,
+      got / cpu_main, (unsigned long)agent.counters().exec_events,
+      (unsigned long)agent.counters().exit_events, threads.c_str(), cpu_close,
+      kstats.c_str());
   return ok ? 0 : 1;
 }

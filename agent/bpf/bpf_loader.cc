@@ -33,8 +33,8 @@ int LibbpfPrint(enum libbpf_print_level level, const char* fmt, va_list args) {
   int n = std::vsnprintf(buf, sizeof(buf), fmt, args);
   absl::string_view line(buf, n > 0 ? std::min<size_t>(n, sizeof(buf) - 1) : 0);
   while (!line.empty() && line.back() == '\n') line.remove_suffix(1);
-  Log(level == LIBBPF_WARN ? LogLevel::kWarning : LogLevel::kDebug, "libbpf: ",
-      line);
+  Log(level == LIBBPF_WARN ? LogLevel::kWarning : LogLevel::kDebug,
+      "libbpf: ", line);
   return 0;
 }
 
@@ -43,8 +43,9 @@ absl::Status ErrnoStatus(int err, absl::string_view what) {
   std::string msg = absl::StrCat(what, ": ", std::strerror(err));
   if (err == EPERM || err == EACCES) {
     return absl::PermissionDeniedError(absl::StrCat(
-        msg, " (loading BPF needs CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE, "
-             "or root; in Kubernetes see deploy/helm securityContext)"));
+        msg,
+        " (loading BPF needs CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE, "
+        "or root; in Kubernetes see deploy/helm securityContext)"));
   }
   return absl::InternalError(msg);
 }
@@ -81,8 +82,9 @@ absl::Status CheckPrerequisites() {
         "cap_bpf,cap_perfmon,cap_sys_resource,cap_kill"));
   }
   if (access(kVmlinuxBtf, R_OK) != 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        kVmlinuxBtf, " is missing: execmon needs a kernel built with "
+    return absl::FailedPreconditionError(
+        absl::StrCat(kVmlinuxBtf,
+                     " is missing: execmon needs a kernel built with "
                      "CONFIG_DEBUG_INFO_BTF=y (all major distributions since "
                      "2021), or the BTF mounted into its container"));
   }
@@ -121,9 +123,10 @@ absl::StatusOr<std::unique_ptr<BpfLoader>> BpfLoader::Create(
       break;
     case ResolverMode::kTaskWork:
       if (!loader->features_.task_work) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "--build-id-resolver=task_work: kernel ", loader->features_.release,
-            " has no ", kTaskWorkKfunc, " (needs 6.18+); use auto or iterator"));
+        return absl::FailedPreconditionError(
+            absl::StrCat("--build-id-resolver=task_work: kernel ",
+                         loader->features_.release, " has no ", kTaskWorkKfunc,
+                         " (needs 6.18+); use auto or iterator"));
       }
       loader->use_task_work_ = true;
       break;
@@ -141,8 +144,8 @@ absl::StatusOr<std::unique_ptr<BpfLoader>> BpfLoader::Create(
   skel->rodata->em_wakeup_bytes = options.wakeup_bytes;
   skel->rodata->em_cache_min_age_ns = options.cache_min_age_ns;
   skel->rodata->em_page_shift = __builtin_ctzl(sysconf(_SC_PAGESIZE));
-  int err = bpf_map__set_max_entries(skel->maps.em_events,
-                                     options.ring_buffer_bytes);
+  int err =
+      bpf_map__set_max_entries(skel->maps.em_events, options.ring_buffer_bytes);
   if (!err) {
     err = bpf_map__set_max_entries(skel->maps.em_bid_cache,
                                    options.cache_entries);
@@ -172,7 +175,8 @@ absl::StatusOr<std::unique_ptr<BpfLoader>> BpfLoader::Create(
       bpf_map__fd(skel->maps.em_events),
       [](void* ctx, void* data, size_t size) -> int {
         auto* self = static_cast<BpfLoader*>(ctx);
-        self->on_record_(absl::MakeConstSpan(static_cast<const uint8_t*>(data), size));
+        self->on_record_(
+            absl::MakeConstSpan(static_cast<const uint8_t*>(data), size));
         return 0;
       },
       loader.get(), nullptr);
@@ -183,7 +187,8 @@ absl::StatusOr<std::unique_ptr<BpfLoader>> BpfLoader::Create(
 absl::Status BpfLoader::EnableProgramStats() {
   if (stats_fd_ >= 0) return absl::OkStatus();
   int fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
-  if (fd < 0) return ErrnoStatus(errno, "--bpf_stats: enabling BPF run-time stats");
+  if (fd < 0)
+    return ErrnoStatus(errno, "--bpf_stats: enabling BPF run-time stats");
   stats_fd_ = fd;
   return absl::OkStatus();
 }
@@ -216,7 +221,8 @@ absl::Status BpfLoader::Attach() {
         skel_->progs.em_exec, skel_->progs.em_fork, skel_->progs.em_exit}) {
     bpf_link* link = bpf_program__attach(prog);
     if (link == nullptr) {
-      return ErrnoStatus(errno, absl::StrCat("attaching ", bpf_program__name(prog)));
+      return ErrnoStatus(errno,
+                         absl::StrCat("attaching ", bpf_program__name(prog)));
     }
     links_.push_back(link);
   }
@@ -263,8 +269,8 @@ absl::StatusOr<std::vector<uint8_t>> BpfLoader::RunIterator(bpf_program* prog,
   }
   bpf_link* link = bpf_program__attach_iter(prog, &opts);
   if (link == nullptr) {
-    return ErrnoStatus(errno, absl::StrCat("attaching iterator ",
-                                           bpf_program__name(prog)));
+    return ErrnoStatus(
+        errno, absl::StrCat("attaching iterator ", bpf_program__name(prog)));
   }
   int fd = bpf_iter_create(bpf_link__fd(link));
   if (fd < 0) {
@@ -280,8 +286,8 @@ absl::StatusOr<std::vector<uint8_t>> BpfLoader::RunIterator(bpf_program* prog,
     if (n == 0) break;
     if (n < 0) {
       if (errno == EINTR) continue;
-      status = ErrnoStatus(errno, absl::StrCat("reading iterator ",
-                                               bpf_program__name(prog)));
+      status = ErrnoStatus(
+          errno, absl::StrCat("reading iterator ", bpf_program__name(prog)));
       break;
     }
     out.insert(out.end(), buf, buf + n);

@@ -95,9 +95,8 @@ class BpfLoader {
 
   // Runs the resolver for one process. source is the em_bid_source the
   // results are stamped with (snapshot or iterator).
-  absl::StatusOr<std::vector<uint8_t>> Resolve(uint32_t pid,
-                                               absl::Span<const ResolveItem> items,
-                                               BuildIdSource source);
+  absl::StatusOr<std::vector<uint8_t>> Resolve(
+      uint32_t pid, absl::Span<const ResolveItem> items, BuildIdSource source);
 
   // Makes a compiled policy set the active generation: writes it beside
   // the current one, flips em_active_gen, then frees the generation before
@@ -110,7 +109,8 @@ class BpfLoader {
       const std::vector<std::pair<uint64_t, uint64_t>>& scopes = {});
   // Sets (mask given) or clears (nullopt) pod scopes of the active
   // generation, e.g. when a pod or a container cgroup appears.
-  absl::Status SetScopes(const std::vector<std::pair<uint64_t, uint64_t>>& scopes);
+  absl::Status SetScopes(
+      const std::vector<std::pair<uint64_t, uint64_t>>& scopes);
   void ClearScope(uint64_t cgroup_id);
   uint32_t policy_generation() const { return active_gen_; }
 
@@ -154,8 +154,8 @@ class BpfLoader {
   uint32_t max_policy_ids_ = 0;
   // Keys written per generation, to free a generation without a map walk.
   std::vector<std::pair<uint32_t, std::vector<em_policy_key>>> gen_keys_;
-  absl::Status WriteScopes(uint32_t gen,
-                           const std::vector<std::pair<uint64_t, uint64_t>>& scopes);
+  absl::Status WriteScopes(
+      uint32_t gen, const std::vector<std::pair<uint64_t, uint64_t>>& scopes);
 };
 
 }  // namespace execmon

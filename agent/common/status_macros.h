@@ -10,10 +10,10 @@
 #define EM_CONCAT_(a, b) EM_CONCAT_INNER_(a, b)
 
 // Returns the status of `expr` from the enclosing function if not OK.
-#define RETURN_IF_ERROR(expr)                                 \
-  do {                                                        \
-    ::absl::Status em_status_ = (expr);                       \
-    if (!em_status_.ok()) return em_status_;                  \
+#define RETURN_IF_ERROR(expr)                \
+  do {                                       \
+    ::absl::Status em_status_ = (expr);      \
+    if (!em_status_.ok()) return em_status_; \
   } while (0)
 
 // Evaluates `rexpr` (an absl::StatusOr<T>); on error returns its status,

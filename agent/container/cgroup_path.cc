@@ -54,7 +54,8 @@ bool TakePodUid(absl::string_view comp, std::string* uid) {
   if (systemd && !absl::StrContains(comp, "kubepods")) return false;
   if (!systemd && at != 0) return false;
   if (rest.size() != 36) return false;
-  std::string out = systemd ? absl::StrReplaceAll(rest, {{"_", "-"}}) : std::string(rest);
+  std::string out =
+      systemd ? absl::StrReplaceAll(rest, {{"_", "-"}}) : std::string(rest);
   for (size_t i = 0; i < out.size(); ++i) {
     bool dash = i == 8 || i == 13 || i == 18 || i == 23;
     if (dash ? out[i] != '-' : !absl::ascii_isxdigit(out[i])) return false;
@@ -112,7 +113,8 @@ ContainerRef ParseCgroupPath(absl::string_view path) {
     ContainerRef pod;
     if (!comps.empty() && TakePodUid(comps.back(), &pod.pod_uid)) {
       pod.qos = QosOf(comps.back());
-      if (pod.qos.empty() && comps.size() > 1) pod.qos = QosOf(comps[comps.size() - 2]);
+      if (pod.qos.empty() && comps.size() > 1)
+        pod.qos = QosOf(comps[comps.size() - 2]);
       if (pod.qos.empty()) pod.qos = "guaranteed";
     }
     return pod;

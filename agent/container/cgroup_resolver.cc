@@ -46,10 +46,12 @@ absl::StatusOr<std::unique_ptr<CgroupResolver>> CgroupResolver::Create(
         "no cgroup v2 hierarchy mounted: container attribution needs cgroup v2 "
         "(unified or hybrid /sys/fs/cgroup/unified)");
   }
-  r->mount_fd_ = open(r->mount_point_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  r->mount_fd_ =
+      open(r->mount_point_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (r->mount_fd_ < 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "opening cgroup v2 mount ", r->mount_point_, ": ", std::strerror(errno)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("opening cgroup v2 mount ", r->mount_point_, ": ",
+                     std::strerror(errno)));
   }
   return r;
 }
@@ -67,7 +69,8 @@ std::string CgroupResolver::PathOf(uint64_t id) {
   h.fh.handle_bytes = sizeof(uint64_t);
   h.fh.handle_type = kFileIdKernfs;
   std::memcpy(h.fh.f_handle, &id, sizeof(id));
-  int fd = open_by_handle_at(mount_fd_, &h.fh, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
+  int fd =
+      open_by_handle_at(mount_fd_, &h.fh, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
   if (fd < 0) return "";  // removed already, or no CAP_DAC_READ_SEARCH
   char link[64];
   char buf[4096];

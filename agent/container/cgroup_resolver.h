@@ -25,7 +25,8 @@ struct CgroupInfo {
 class CgroupResolver {
  public:
   // Finds the cgroup v2 mount (pure v2 or hybrid /sys/fs/cgroup/unified).
-  static absl::StatusOr<std::unique_ptr<CgroupResolver>> Create(size_t max_entries);
+  static absl::StatusOr<std::unique_ptr<CgroupResolver>> Create(
+      size_t max_entries);
   ~CgroupResolver();
   CgroupResolver(const CgroupResolver&) = delete;
   CgroupResolver& operator=(const CgroupResolver&) = delete;

@@ -127,18 +127,18 @@ absl::StatusOr<std::optional<std::string>> FindInSegments(
     if (phdr.p_type != PT_NOTE || phdr.p_filesz == 0) continue;
     if (phdr.p_offset > static_cast<uint64_t>(INT64_MAX) ||
         phdr.p_filesz > SIZE_MAX) {
-      return Malformed(path, absl::StrCat("PT_NOTE segment ", i,
-                                          " lies outside the file"));
+      return Malformed(
+          path, absl::StrCat("PT_NOTE segment ", i, " lies outside the file"));
     }
     // 8-byte aligned note segments (GNU properties) pad name and
     // descriptor to 8 bytes, relative to the start of each note.
-    Elf_Data* data = elf_getdata_rawchunk(
-        elf, static_cast<int64_t>(phdr.p_offset),
-        static_cast<size_t>(phdr.p_filesz),
-        phdr.p_align == 8 ? ELF_T_NHDR8 : ELF_T_NHDR);
+    Elf_Data* data =
+        elf_getdata_rawchunk(elf, static_cast<int64_t>(phdr.p_offset),
+                             static_cast<size_t>(phdr.p_filesz),
+                             phdr.p_align == 8 ? ELF_T_NHDR8 : ELF_T_NHDR);
     if (data == nullptr) {
-      return Malformed(path, absl::StrCat("PT_NOTE segment ", i, ": ",
-                                          elf_errmsg(-1)));
+      return Malformed(
+          path, absl::StrCat("PT_NOTE segment ", i, ": ", elf_errmsg(-1)));
     }
     absl::StatusOr<std::optional<std::string>> found =
         FindInNotes(path, data, absl::StrCat("PT_NOTE segment ", i));

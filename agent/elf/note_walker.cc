@@ -159,8 +159,7 @@ long Walk::NoteStep(uint32_t /*i*/) {
     err_ = EM_BID_ERR_READ_FAULT;
     return 1;
   }
-  const uint32_t namesz = Le32(nh), descsz = Le32(nh + 4),
-                 type = Le32(nh + 8);
+  const uint32_t namesz = Le32(nh), descsz = Le32(nh + 4), type = Le32(nh + 8);
   rc = em_rule_note(off_, size, align, namesz, descsz, type, &next);
   if (rc < 0) {
     err_ = -rc;

@@ -94,8 +94,9 @@ absl::StatusOr<BuildId> BuildIdOf(const em_build_id& b) {
 
 absl::StatusOr<KernelVerdict> VerdictOf(const em_verdict& v) {
   if (v.decision > EM_DEC_PENDING || v.action > EM_ACT_KILL) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "verdict decision ", v.decision, " / action ", v.action, " out of range"));
+    return absl::InvalidArgumentError(absl::StrCat("verdict decision ",
+                                                   v.decision, " / action ",
+                                                   v.action, " out of range"));
   }
   if (v.policy != EM_POLICY_NONE && v.policy >= EM_MAX_POLICIES) {
     return absl::InvalidArgumentError(
@@ -167,7 +168,8 @@ absl::StatusOr<KernelRecord> DecodeExec(absl::Span<const uint8_t> data) {
 }
 
 absl::StatusOr<KernelRecord> DecodeSnapObject(absl::Span<const uint8_t> data) {
-  ASSIGN_OR_RETURN(const em_snap_object* r, As<em_snap_object>(data, "snapshot object"));
+  ASSIGN_OR_RETURN(const em_snap_object* r,
+                   As<em_snap_object>(data, "snapshot object"));
   SnapObject out;
   out.pid = r->pid;
   out.is_exe = r->is_exe != 0;
@@ -182,7 +184,8 @@ absl::StatusOr<KernelRecord> DecodeSnapObject(absl::Span<const uint8_t> data) {
 }
 
 absl::StatusOr<KernelRecord> DecodeSnapTask(absl::Span<const uint8_t> data) {
-  ASSIGN_OR_RETURN(const em_snap_task* r, As<em_snap_task>(data, "snapshot task"));
+  ASSIGN_OR_RETURN(const em_snap_task* r,
+                   As<em_snap_task>(data, "snapshot task"));
   if (r->args_len > EM_ARGS_MAX) {
     return absl::InvalidArgumentError(
         absl::StrCat("args length ", r->args_len, " exceeds ", EM_ARGS_MAX));
@@ -265,7 +268,8 @@ absl::StatusOr<KernelRecord> DecodeRecord(absl::Span<const uint8_t> data) {
     case EM_EV_FORK: {
       auto p = As<em_fork_event>(data, "fork");
       if (!p.ok()) return p.status();
-      return ForkEvent{(*p)->hdr.ktime_ns, (*p)->pid, (*p)->ppid, (*p)->start_ns};
+      return ForkEvent{(*p)->hdr.ktime_ns, (*p)->pid, (*p)->ppid,
+                       (*p)->start_ns};
     }
     case EM_EV_EXIT: {
       auto p = As<em_exit_event>(data, "exit");
@@ -289,13 +293,15 @@ absl::StatusOr<KernelRecord> DecodeRecord(absl::Span<const uint8_t> data) {
       out.ktime_ns = (*p)->hdr.ktime_ns;
       out.id = (*p)->id;
       out.removed = h.type == EM_EV_CGROUP_RMDIR;
-      auto path = Field((*p)->path, (*p)->path_len, EM_PATH_MAX - 1, "cgroup path");
+      auto path =
+          Field((*p)->path, (*p)->path_len, EM_PATH_MAX - 1, "cgroup path");
       if (!path.ok()) return path.status();
       out.path = *std::move(path);
       return out;
     }
   }
-  return absl::InvalidArgumentError(absl::StrCat("unknown record type ", h.type));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown record type ", h.type));
 }
 
 }  // namespace execmon

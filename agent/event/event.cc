@@ -16,32 +16,52 @@ std::string BuildId::Hex() const { return absl::BytesToHexString(bytes); }
 
 const char* BuildIdSourceName(BuildIdSource source) {
   switch (source) {
-    case BuildIdSource::kNone: return "none";
-    case BuildIdSource::kCache: return "cache";
-    case BuildIdSource::kTaskWork: return "task_work";
-    case BuildIdSource::kIterator: return "iterator";
-    case BuildIdSource::kSnapshot: return "snapshot";
+    case BuildIdSource::kNone:
+      return "none";
+    case BuildIdSource::kCache:
+      return "cache";
+    case BuildIdSource::kTaskWork:
+      return "task_work";
+    case BuildIdSource::kIterator:
+      return "iterator";
+    case BuildIdSource::kSnapshot:
+      return "snapshot";
   }
   return "none";
 }
 
 const char* BuildIdErrorName(uint8_t error) {
   switch (error) {
-    case EM_BID_OK: return "";
-    case EM_BID_ERR_PENDING: return "pending";
-    case EM_BID_ERR_NOT_ELF: return "not_elf";
-    case EM_BID_ERR_NO_NOTE: return "no_note";
-    case EM_BID_ERR_READ_FAULT: return "read_fault";
-    case EM_BID_ERR_BAD_PHDRS: return "bad_program_headers";
-    case EM_BID_ERR_BAD_NOTE: return "bad_note";
-    case EM_BID_ERR_BAD_SIZE: return "bad_build_id_size";
-    case EM_BID_ERR_NO_AUXV: return "no_auxv";
-    case EM_BID_ERR_NO_MAPPING: return "no_mapping";
-    case EM_BID_ERR_MISMATCH: return "mapping_mismatch";
-    case EM_BID_ERR_EXITED: return "exited";
-    case EM_BID_ERR_SCHEDULE: return "schedule_failed";
-    case EM_BID_ERR_TABLE_FULL: return "pending_table_full";
-    case EM_BID_ERR_LIMIT: return "walk_limit";
+    case EM_BID_OK:
+      return "";
+    case EM_BID_ERR_PENDING:
+      return "pending";
+    case EM_BID_ERR_NOT_ELF:
+      return "not_elf";
+    case EM_BID_ERR_NO_NOTE:
+      return "no_note";
+    case EM_BID_ERR_READ_FAULT:
+      return "read_fault";
+    case EM_BID_ERR_BAD_PHDRS:
+      return "bad_program_headers";
+    case EM_BID_ERR_BAD_NOTE:
+      return "bad_note";
+    case EM_BID_ERR_BAD_SIZE:
+      return "bad_build_id_size";
+    case EM_BID_ERR_NO_AUXV:
+      return "no_auxv";
+    case EM_BID_ERR_NO_MAPPING:
+      return "no_mapping";
+    case EM_BID_ERR_MISMATCH:
+      return "mapping_mismatch";
+    case EM_BID_ERR_EXITED:
+      return "exited";
+    case EM_BID_ERR_SCHEDULE:
+      return "schedule_failed";
+    case EM_BID_ERR_TABLE_FULL:
+      return "pending_table_full";
+    case EM_BID_ERR_LIMIT:
+      return "walk_limit";
   }
   return "unknown";
 }

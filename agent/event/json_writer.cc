@@ -121,20 +121,25 @@ void Utf8String(Writer& w, absl::string_view v) {
 
 // Every key is a plain ASCII literal. The helpers taking a key are inlined
 // so that its length is known at compile time.
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Key(Writer& w, const char* k) { w.Plain(k, std::strlen(k)); }
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Key(Writer& w, const char* k) {
+  w.Plain(k, std::strlen(k));
+}
 
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Str(Writer& w, const char* k, absl::string_view v) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Str(Writer& w, const char* k,
+                                             absl::string_view v) {
   Key(w, k);
   Utf8String(w, v);
 }
 
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void U64(Writer& w, const char* k, uint64_t v) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void U64(Writer& w, const char* k,
+                                             uint64_t v) {
   Key(w, k);
   w.Uint64(v);
 }
 
 // The string, or null when it is empty (unknown).
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StrOrNull(Writer& w, const char* k, absl::string_view v) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StrOrNull(Writer& w, const char* k,
+                                                   absl::string_view v) {
   Key(w, k);
   if (v.empty()) {
     w.Null();
@@ -143,7 +148,8 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StrOrNull(Writer& w, const char* k, abs
   }
 }
 
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Bool(Writer& w, const char* k, bool v) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Bool(Writer& w, const char* k,
+                                              bool v) {
   Key(w, k);
   w.Bool(v);
 }
@@ -220,7 +226,8 @@ void Pairs(Writer& w, const char* key,
 // pod object always has its uid (from the cgroup path); the rest comes
 // from the Kubernetes API, and "enriched" says whether it did.
 void WorkloadObjects(Writer& w, const WorkloadView* wl) {
-  if (wl == nullptr || wl->container == nullptr || !wl->container->in_container()) {
+  if (wl == nullptr || wl->container == nullptr ||
+      !wl->container->in_container()) {
     return;
   }
   const ContainerRef& c = *wl->container;
@@ -317,9 +324,9 @@ std::string JsonWriter::WallTime(uint64_t boot_ns) const {
 }
 
 absl::string_view JsonWriter::Exec(const ExecEvent& e, const ProcessInfo& self,
-                             const ProcessInfo* parent,
-                             const VerdictView* verdict,
-                             const WorkloadView* workload) {
+                                   const ProcessInfo* parent,
+                                   const VerdictView* verdict,
+                                   const WorkloadView* workload) {
   buf_.Clear();
   Writer w(buf_);
   TimeText time, start;
@@ -360,8 +367,9 @@ absl::string_view JsonWriter::Exec(const ExecEvent& e, const ProcessInfo& self,
     U64(w, "build_id_resolved_ns", e.resolved_ns);
   }
   Bool(w, "build_id_late", e.build_id.source == BuildIdSource::kIterator);
-  Bool(w, "build_id_cached", (e.flags & EM_F_NOT_CACHED) == 0 &&
-                                 e.build_id.source != BuildIdSource::kNone);
+  Bool(w, "build_id_cached",
+       (e.flags & EM_F_NOT_CACHED) == 0 &&
+           e.build_id.source != BuildIdSource::kNone);
   bool fileless = (e.flags & EM_F_EXE_UNLINKED) != 0;
   Bool(w, "fileless", fileless);
   Bool(w, "memfd", fileless && e.binary.rfind("/memfd:", 0) == 0);
@@ -388,9 +396,10 @@ absl::string_view JsonWriter::Exec(const ExecEvent& e, const ProcessInfo& self,
   return absl::string_view(buf_.GetString(), buf_.GetSize());
 }
 
-absl::string_view JsonWriter::Sweep(const SweepRecord& r, const ProcessInfo* self,
-                              const VerdictView& verdict,
-                              const WorkloadView* workload) {
+absl::string_view JsonWriter::Sweep(const SweepRecord& r,
+                                    const ProcessInfo* self,
+                                    const VerdictView& verdict,
+                                    const WorkloadView* workload) {
   buf_.Clear();
   Writer w(buf_);
   TimeText time, start;
@@ -417,7 +426,7 @@ absl::string_view JsonWriter::Sweep(const SweepRecord& r, const ProcessInfo* sel
 }
 
 absl::string_view JsonWriter::Exit(const ExitEvent& e, const ProcessInfo* self,
-                             const WorkloadView* workload) {
+                                   const WorkloadView* workload) {
   buf_.Clear();
   Writer w(buf_);
   TimeText time, start;

@@ -10,12 +10,11 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
-#include "rapidjson/stringbuffer.h"
-
 #include "agent/container/cgroup_path.h"
 #include "agent/container/pod_meta.h"
 #include "agent/event/event.h"
 #include "agent/process/process_table.h"
+#include "rapidjson/stringbuffer.h"
 
 namespace execmon {
 

@@ -41,8 +41,8 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   auto server = std::unique_ptr<HttpServer>(new HttpServer());
   server->registry_ = std::move(registry);
   server->health_ = health;
-  const char* options[] = {"listening_ports", address.c_str(), "num_threads", "2",
-                           nullptr};
+  const char* options[] = {"listening_ports", address.c_str(), "num_threads",
+                           "2", nullptr};
   mg_callbacks callbacks{};
   char error[256] = {};
   mg_init_data init{};
@@ -56,9 +56,9 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   err.text_buffer_size = sizeof(error);
   server->ctx_ = mg_start2(&init, &err);
   if (server->ctx_ == nullptr) {
-    return absl::UnavailableError(absl::StrCat(
-        "--metrics_address=", address, ": cannot listen: ",
-        error[0] ? error : "unknown error"));
+    return absl::UnavailableError(
+        absl::StrCat("--metrics_address=", address,
+                     ": cannot listen: ", error[0] ? error : "unknown error"));
   }
   mg_set_request_handler(server->ctx_, "/metrics", &HttpServer::HandleMetrics,
                          server.get());
@@ -85,13 +85,14 @@ int HttpServer::HandleHealthz(mg_connection* conn, void* self) {
   auto* s = static_cast<HttpServer*>(self);
   bool attached = s->health_->bpf_attached.load();
   int64_t age = MonotonicNs() - s->health_->loop_heartbeat_ns.load();
-  bool loop_alive = s->health_->loop_heartbeat_ns.load() != 0 && age < kLoopStaleNs;
+  bool loop_alive =
+      s->health_->loop_heartbeat_ns.load() != 0 && age < kLoopStaleNs;
   bool ok = attached && loop_alive;
-  std::string body = absl::StrCat(
-      "{\"status\":\"", ok ? "ok" : "unhealthy", "\",\"bpf_attached\":",
-      attached ? "true" : "false", ",\"event_loop_alive\":",
-      loop_alive ? "true" : "false", ",\"event_loop_age_ms\":", age / 1000000,
-      "}\n");
+  std::string body =
+      absl::StrCat("{\"status\":\"", ok ? "ok" : "unhealthy",
+                   "\",\"bpf_attached\":", attached ? "true" : "false",
+                   ",\"event_loop_alive\":", loop_alive ? "true" : "false",
+                   ",\"event_loop_age_ms\":", age / 1000000, "}\n");
   Reply(conn, ok ? 200 : 503, "application/json", body);
   return ok ? 200 : 503;
 }
@@ -110,10 +111,11 @@ int HttpServer::HandleReadyz(mg_connection* conn, void* self) {
   // from Prometheus exactly when it matters. Their state is in the body and
   // in execmon_sink_up.
   bool ok = ready;
-  std::string body = absl::StrCat(
-      "{\"status\":\"", ok ? "ready" : "not ready", "\",\"started\":",
-      ready ? "true" : "false", ",\"sinks_healthy\":", sinks ? "true" : "false",
-      ",\"sinks\":\"", detail, "\"}\n");
+  std::string body =
+      absl::StrCat("{\"status\":\"", ok ? "ready" : "not ready",
+                   "\",\"started\":", ready ? "true" : "false",
+                   ",\"sinks_healthy\":", sinks ? "true" : "false",
+                   ",\"sinks\":\"", detail, "\"}\n");
   Reply(conn, ok ? 200 : 503, "application/json", body);
   return ok ? 200 : 503;
 }

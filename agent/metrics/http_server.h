@@ -23,7 +23,8 @@ struct HealthState {
   std::atomic<bool> bpf_attached{false};
   std::atomic<bool> ready{false};
   std::atomic<bool> sinks_healthy{true};
-  std::atomic<int64_t> loop_heartbeat_ns{0};  // CLOCK_MONOTONIC of last loop pass
+  std::atomic<int64_t> loop_heartbeat_ns{
+      0};  // CLOCK_MONOTONIC of last loop pass
   absl::Mutex mu;
   std::string sinks_detail ABSL_GUARDED_BY(mu);
 };
@@ -32,8 +33,8 @@ class HttpServer {
  public:
   // address: HOST:PORT (IPv6 as [addr]:port).
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(
-      const std::string& address, std::shared_ptr<prometheus::Registry> registry,
-      HealthState* health);
+      const std::string& address,
+      std::shared_ptr<prometheus::Registry> registry, HealthState* health);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;

@@ -20,8 +20,8 @@ void AdvanceTo(Counter& c, double total) {
 // Exec-to-build-ID latencies: a cache hit is 0, a task_work read a few
 // microseconds, an iterator resolution up to milliseconds.
 const prometheus::Histogram::BucketBoundaries kResolutionBuckets = {
-    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4,
-    1e-3, 2.5e-3, 1e-2, 0.1,  0.5,    1,    5};
+    1e-6, 2.5e-6, 5e-6,   1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4,
+    5e-4, 1e-3,   2.5e-3, 1e-2, 0.1,    0.5,  1,    5};
 
 struct KernelCounter {
   int stat;
@@ -70,11 +70,13 @@ Metrics::Metrics(const BuildInfo& info)
                 .Name("execmon_sweep_violations_total")
                 .Help("Running processes found violating policy by the sweep")
                 .Register(r);
-  build_ids_ = &BuildCounter()
-                    .Name("execmon_build_id_results_total")
-                    .Help("Exec build-ID outcomes by source and result (ok or the "
-                          "build_id_error)")
-                    .Register(r);
+  build_ids_ =
+      &BuildCounter()
+           .Name("execmon_build_id_results_total")
+           .Help(
+               "Exec build-ID outcomes by source and result (ok or the "
+               "build_id_error)")
+           .Register(r);
   resolution_ = &BuildHistogram()
                      .Name("execmon_build_id_resolution_seconds")
                      .Help("Exec to build ID known, by source")
@@ -83,10 +85,11 @@ Metrics::Metrics(const BuildInfo& info)
                  .Name("execmon_kernel_events_total")
                  .Help("Kernel-side counters of the BPF programs")
                  .Register(r);
-  ringbuf_drops_ = &BuildCounter()
-                        .Name("execmon_ringbuf_dropped_total")
-                        .Help("Records lost because the BPF ring buffer was full")
-                        .Register(r);
+  ringbuf_drops_ =
+      &BuildCounter()
+           .Name("execmon_ringbuf_dropped_total")
+           .Help("Records lost because the BPF ring buffer was full")
+           .Register(r);
   sink_errors_ = &BuildCounter()
                       .Name("execmon_sink_errors_total")
                       .Help("Events a sink failed to accept")
@@ -117,13 +120,15 @@ Metrics::Metrics(const BuildInfo& info)
                        .Register(r);
   sink_up_ = &BuildGauge()
                   .Name("execmon_sink_up")
-                  .Help("1 when a sink can deliver (Kafka: a broker is "
-                        "reachable), else 0")
+                  .Help(
+                      "1 when a sink can deliver (Kafka: a broker is "
+                      "reachable), else 0")
                   .Register(r);
-  auto& cache = BuildCounter()
-                    .Name("execmon_build_id_cache_total")
-                    .Help("Build-ID cache lookups at exec, by result, and evictions")
-                    .Register(r);
+  auto& cache =
+      BuildCounter()
+          .Name("execmon_build_id_cache_total")
+          .Help("Build-ID cache lookups at exec, by result, and evictions")
+          .Register(r);
   cache_hits_ = &cache.Add({{"result", "hit"}});
   cache_misses_ = &cache.Add({{"result", "miss"}});
   cache_evictions_ = &cache.Add({{"result", "eviction"}});
@@ -163,32 +168,39 @@ Metrics::Metrics(const BuildInfo& info)
                             .Help("Generation of the policies in force")
                             .Register(r)
                             .Add({});
-  last_reload_ok_ = &BuildGauge()
-                         .Name("execmon_policy_last_reload_success")
-                         .Help("1 if the last policy (re)load succeeded, else 0")
-                         .Register(r)
-                         .Add({});
+  last_reload_ok_ =
+      &BuildGauge()
+           .Name("execmon_policy_last_reload_success")
+           .Help("1 if the last policy (re)load succeeded, else 0")
+           .Register(r)
+           .Add({});
   last_reload_ok_->Set(1);
   auto& late = BuildCounter()
                    .Name("execmon_late_resolutions_total")
-                   .Help("Build IDs resolved by iterator after the program "
-                         "started (kernels without bpf_task_work), by result")
+                   .Help(
+                       "Build IDs resolved by iterator after the program "
+                       "started (kernels without bpf_task_work), by result")
                    .Register(r);
   late_ok_ = &late.Add({{"result", "ok"}});
   late_failed_ = &late.Add({{"result", "error"}});
   // Every type and known label value exists from the start, so rate()
   // and absent() behave from the first scrape.
-  for (const char* t : {"exec", "exit", "snapshot", "sweep"}) events_->Add({{"type", t}});
+  for (const char* t : {"exec", "exit", "snapshot", "sweep"})
+    events_->Add({{"type", t}});
   for (const char* rec : {"exec", "exit", "fork", "cgroup"}) {
     ringbuf_drops_->Add({{"record", rec}});
   }
-  for (const KernelCounter& k : kKernelCounters) kernel_->Add({{"event", k.name}});
+  for (const KernelCounter& k : kKernelCounters)
+    kernel_->Add({{"event", k.name}});
   // Verdicts that can happen, so the first deny or kill is an increase
   // from 0 rather than a new series (which increase() cannot see).
   // (Host processes: empty namespace and workload.)
   auto verdict = [this](const char* d, const char* a, const char* m) {
-    verdicts_->Add({{"decision", d}, {"action", a}, {"mode", m},
-                    {"namespace", ""}, {"workload", ""}});
+    verdicts_->Add({{"decision", d},
+                    {"action", a},
+                    {"mode", m},
+                    {"namespace", ""},
+                    {"workload", ""}});
   };
   for (const char* mode : {"audit", "enforce"}) {
     verdict("deny", "alert", mode);
@@ -233,10 +245,12 @@ void Metrics::OnExec(const ExecEvent& e, absl::string_view decision,
       .Increment();
   const char* source = BuildIdSourceName(e.build_id.source);
   build_ids_
-      ->Add({{"source", source},
-             {"result", e.build_id.error == 0 ? "ok" : BuildIdErrorName(e.build_id.error)},
-             {"namespace", std::string(ns)},
-             {"workload", std::string(workload)}})
+      ->Add(
+          {{"source", source},
+           {"result",
+            e.build_id.error == 0 ? "ok" : BuildIdErrorName(e.build_id.error)},
+           {"namespace", std::string(ns)},
+           {"workload", std::string(workload)}})
       .Increment();
   if (e.resolved_ns >= e.ktime_ns && e.resolved_ns != 0) {
     resolution_->Add({{"source", source}}, kResolutionBuckets)
@@ -248,7 +262,9 @@ void Metrics::OnSweep(absl::string_view action) {
   sweep_->Add({{"action", std::string(action)}}).Increment();
 }
 
-void Metrics::SetDecodeErrors(uint64_t total) { AdvanceTo(*decode_errors_, total); }
+void Metrics::SetDecodeErrors(uint64_t total) {
+  AdvanceTo(*decode_errors_, total);
+}
 
 void Metrics::OnSinkError(absl::string_view sink) {
   sink_errors_->Add({{"sink", std::string(sink)}}).Increment();
@@ -261,7 +277,8 @@ void Metrics::SetKernelStats(const std::vector<uint64_t>& s) {
   AdvanceTo(ringbuf_drops_->Add({{"record", "exec"}}), s[EM_STAT_RB_DROP_EXEC]);
   AdvanceTo(ringbuf_drops_->Add({{"record", "exit"}}), s[EM_STAT_RB_DROP_EXIT]);
   AdvanceTo(ringbuf_drops_->Add({{"record", "fork"}}), s[EM_STAT_RB_DROP_FORK]);
-  AdvanceTo(ringbuf_drops_->Add({{"record", "cgroup"}}), s[EM_STAT_RB_DROP_CGROUP]);
+  AdvanceTo(ringbuf_drops_->Add({{"record", "cgroup"}}),
+            s[EM_STAT_RB_DROP_CGROUP]);
   for (const KernelCounter& k : kKernelCounters) {
     AdvanceTo(kernel_->Add({{"event", k.name}}), s[k.stat]);
   }
@@ -302,7 +319,8 @@ void Metrics::SetProgramStats(const std::string& program, uint64_t run_ns,
 }
 
 void Metrics::SetSinkQueue(absl::string_view sink, uint64_t depth) {
-  sink_queue_->Add({{"sink", std::string(sink)}}).Set(static_cast<double>(depth));
+  sink_queue_->Add({{"sink", std::string(sink)}})
+      .Set(static_cast<double>(depth));
 }
 
 void Metrics::SetSinkDelivered(absl::string_view sink, uint64_t n) {
@@ -315,8 +333,8 @@ void Metrics::SetSinkFailed(absl::string_view sink, uint64_t n) {
 
 void Metrics::SetSinkDropped(absl::string_view sink, absl::string_view reason,
                              uint64_t n) {
-  AdvanceTo(sink_dropped_->Add({{"sink", std::string(sink)},
-                                {"reason", std::string(reason)}}),
+  AdvanceTo(sink_dropped_->Add(
+                {{"sink", std::string(sink)}, {"reason", std::string(reason)}}),
             n);
 }
 

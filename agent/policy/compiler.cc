@@ -8,10 +8,10 @@ namespace execmon {
 
 absl::StatusOr<CompiledPolicies> CompilePolicies(const PolicySet& set) {
   if (set.policies.size() > EM_MAX_POLICIES) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(set.policies.size(), " policies loaded; at most ",
-                     EM_MAX_POLICIES, " are supported: merge lists into fewer "
-                                      "policies"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        set.policies.size(), " policies loaded; at most ", EM_MAX_POLICIES,
+        " are supported: merge lists into fewer "
+        "policies"));
   }
   CompiledPolicies out;
   out.meta.npolicies = set.policies.size();

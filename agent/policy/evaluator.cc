@@ -11,8 +11,9 @@ bool Contains(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
-bool RequirementMatches(const LabelRequirement& r,
-                        const absl::flat_hash_map<std::string, std::string>& labels) {
+bool RequirementMatches(
+    const LabelRequirement& r,
+    const absl::flat_hash_map<std::string, std::string>& labels) {
   auto it = labels.find(r.key);
   switch (r.op) {
     case LabelRequirement::Op::kIn:
@@ -35,7 +36,8 @@ bool Violates(const Policy& p, const absl::optional<std::string>& id) {
 
 // Lower is stronger.
 int Rank(const Policy& p) {
-  if (p.mode == PolicyMode::kEnforce && p.action == PolicyAction::kKill) return 0;
+  if (p.mode == PolicyMode::kEnforce && p.action == PolicyAction::kKill)
+    return 0;
   if (p.mode == PolicyMode::kEnforce) return 1;
   return 2;
 }
@@ -44,18 +46,24 @@ int Rank(const Policy& p) {
 
 const char* DecisionName(Decision d) {
   switch (d) {
-    case Decision::kAllow: return "allow";
-    case Decision::kDeny: return "deny";
-    case Decision::kUnknown: return "unknown";
+    case Decision::kAllow:
+      return "allow";
+    case Decision::kDeny:
+      return "deny";
+    case Decision::kUnknown:
+      return "unknown";
   }
   return "unknown";
 }
 
 const char* VerdictActionName(VerdictAction a) {
   switch (a) {
-    case VerdictAction::kNone: return "none";
-    case VerdictAction::kAlert: return "alert";
-    case VerdictAction::kKill: return "kill";
+    case VerdictAction::kNone:
+      return "none";
+    case VerdictAction::kAlert:
+      return "alert";
+    case VerdictAction::kKill:
+      return "kill";
   }
   return "none";
 }
@@ -79,7 +87,8 @@ bool SelectorMatches(const Selector& s, const Workload& w) {
   for (const LabelRequirement& r : s.match_expressions) {
     if (!RequirementMatches(r, w.labels)) return false;
   }
-  if (!s.containers.empty() && !Contains(s.containers, w.container)) return false;
+  if (!s.containers.empty() && !Contains(s.containers, w.container))
+    return false;
   return true;
 }
 
@@ -92,13 +101,13 @@ std::string RuleFor(const Policy& p, const absl::optional<std::string>& id,
   if (decision == Decision::kDeny) {
     if (auto it = p.deny.find(*id); it != p.deny.end()) {
       return it->second.note.empty() ? "deny"
-                                      : absl::StrCat("deny: ", it->second.note);
+                                     : absl::StrCat("deny: ", it->second.note);
     }
     return "allow: not listed";
   }
   if (auto it = p.allow.find(*id); it != p.allow.end()) {
     return it->second.note.empty() ? "allow"
-                                    : absl::StrCat("allow: ", it->second.note);
+                                   : absl::StrCat("allow: ", it->second.note);
   }
   return "";
 }
@@ -110,7 +119,8 @@ Verdict Evaluate(const PolicySet& set, const absl::optional<std::string>& id,
   for (size_t i = 0; i < set.policies.size(); ++i) {
     const Policy& p = set.policies[i];
     if (!SelectorMatches(p.selector, workload) || !Violates(p, id)) continue;
-    if (best < 0 || Rank(p) < Rank(set.policies[best])) best = static_cast<int>(i);
+    if (best < 0 || Rank(p) < Rank(set.policies[best]))
+      best = static_cast<int>(i);
   }
   if (best >= 0) {
     const Policy& p = set.policies[best];

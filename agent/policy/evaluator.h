@@ -42,11 +42,13 @@ const char* PolicyModeName(PolicyMode m);
 bool SelectorMatches(const Selector& s, const Workload& w);
 
 // build_id: raw bytes, or nullopt when the exec has no build ID.
-Verdict Evaluate(const PolicySet& set, const absl::optional<std::string>& build_id,
+Verdict Evaluate(const PolicySet& set,
+                 const absl::optional<std::string>& build_id,
                  const Workload& workload);
 
 // The rule text for a decision the kernel made with policy `policy`.
-std::string RuleFor(const Policy& policy, const absl::optional<std::string>& build_id,
+std::string RuleFor(const Policy& policy,
+                    const absl::optional<std::string>& build_id,
                     Decision decision);
 
 }  // namespace execmon

@@ -29,10 +29,14 @@ const char* UnknownBuildIdName(UnknownBuildId u) {
 
 const char* OpName(LabelRequirement::Op op) {
   switch (op) {
-    case LabelRequirement::Op::kIn: return "In";
-    case LabelRequirement::Op::kNotIn: return "NotIn";
-    case LabelRequirement::Op::kExists: return "Exists";
-    case LabelRequirement::Op::kDoesNotExist: return "DoesNotExist";
+    case LabelRequirement::Op::kIn:
+      return "In";
+    case LabelRequirement::Op::kNotIn:
+      return "NotIn";
+    case LabelRequirement::Op::kExists:
+      return "Exists";
+    case LabelRequirement::Op::kDoesNotExist:
+      return "DoesNotExist";
   }
   return "?";
 }
@@ -164,10 +168,11 @@ std::string Text(const ParseResult& r) {
   if (r.errors.empty()) {
     absl::StrAppend(&out, r.set.policies.size(), " policies OK");
   } else {
-    absl::StrAppend(&out, r.set.policies.size(), " policies, ",
-                    r.errors.size(), " errors");
+    absl::StrAppend(&out, r.set.policies.size(), " policies, ", r.errors.size(),
+                    " errors");
   }
-  if (!warnings.empty()) absl::StrAppend(&out, ", ", warnings.size(), " warnings");
+  if (!warnings.empty())
+    absl::StrAppend(&out, ", ", warnings.size(), " warnings");
   absl::StrAppend(&out, "\n");
   return out;
 }
@@ -175,7 +180,8 @@ std::string Text(const ParseResult& r) {
 }  // namespace
 
 std::string PolicyWarning::ToString() const {
-  return PolicyError{pos, absl::StrCat("warning: policy ", policy, ": ", message)}
+  return PolicyError{pos,
+                     absl::StrCat("warning: policy ", policy, ": ", message)}
       .ToString();
 }
 

@@ -109,8 +109,7 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path,
 }
 
 size_t ParseBuildIdList(absl::string_view text, const std::string& file,
-                        BuildIdMap* out,
-                        std::vector<PolicyError>* errors) {
+                        BuildIdMap* out, std::vector<PolicyError>* errors) {
   size_t ids = 0;
   size_t error_count = 0;
   auto add_error = [&](int line, size_t column, std::string message) {
@@ -172,8 +171,7 @@ size_t ParseBuildIdList(absl::string_view text, const std::string& file,
   return ids;
 }
 
-size_t ReadBuildIdList(const std::string& path,
-                       BuildIdMap* out,
+size_t ReadBuildIdList(const std::string& path, BuildIdMap* out,
                        std::vector<PolicyError>* errors) {
   absl::StatusOr<std::string> text = ReadSmallFile(path, kMaxListFileBytes);
   if (!text.ok()) {

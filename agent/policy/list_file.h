@@ -44,13 +44,11 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path,
 // already in `*out`; errors (file:line:col of the bad token) go to
 // `*errors`. Returns the number of valid ID lines, duplicates included.
 size_t ParseBuildIdList(absl::string_view text, const std::string& file,
-                        BuildIdMap* out,
-                        std::vector<PolicyError>* errors);
+                        BuildIdMap* out, std::vector<PolicyError>* errors);
 
 // ReadSmallFile(path, kMaxListFileBytes) + ParseBuildIdList. A file that
 // cannot be read is one error positioned at `path` with line 0.
-size_t ReadBuildIdList(const std::string& path,
-                       BuildIdMap* out,
+size_t ReadBuildIdList(const std::string& path, BuildIdMap* out,
                        std::vector<PolicyError>* errors);
 
 }  // namespace execmon

@@ -1,7 +1,5 @@
 #include "agent/policy/parser.h"
 
-#include "bpf/execmon_abi.h"
-
 #include <dirent.h>
 #include <errno.h>
 #include <string.h>
@@ -29,6 +27,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/optional.h"
 #include "agent/policy/list_file.h"
+#include "bpf/execmon_abi.h"
 #include "yaml-cpp/depthguard.h"
 #include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/exceptions.h"
@@ -63,9 +62,7 @@ constexpr absl::string_view kLabelValueExpected =
 bool IsLowerAlnum(char c) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
 }
-bool IsAlnum(char c) {
-  return IsLowerAlnum(c) || (c >= 'A' && c <= 'Z');
-}
+bool IsAlnum(char c) { return IsLowerAlnum(c) || (c >= 'A' && c <= 'Z'); }
 
 // [a-z0-9]([-a-z0-9]*[a-z0-9])?, any length.
 bool IsDnsLabelPattern(absl::string_view s) {
@@ -92,8 +89,7 @@ bool IsDnsSubdomain(absl::string_view s) {
 
 // ([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9], at most 63.
 bool IsQualifiedName(absl::string_view s) {
-  if (s.empty() || s.size() > 63 || !IsAlnum(s.front()) ||
-      !IsAlnum(s.back())) {
+  if (s.empty() || s.size() > 63 || !IsAlnum(s.front()) || !IsAlnum(s.back())) {
     return false;
   }
   for (char c : s) {
@@ -132,8 +128,8 @@ std::string PosText(const SourcePos& pos) {
 struct YNode {
   enum class Kind { kNull, kScalar, kSequence, kMap };
   Kind kind = Kind::kNull;
-  int line = 0;    // 1-based
-  int column = 0;  // 1-based
+  int line = 0;        // 1-based
+  int column = 0;      // 1-based
   bool plain = false;  // a scalar written without quotes or tag
   std::string value;
   std::vector<int> children;  // map: key, value, key, value, ...
@@ -141,10 +137,14 @@ struct YNode {
 
 const char* KindName(YNode::Kind k) {
   switch (k) {
-    case YNode::Kind::kNull: return "null";
-    case YNode::Kind::kScalar: return "scalar";
-    case YNode::Kind::kSequence: return "sequence";
-    case YNode::Kind::kMap: return "mapping";
+    case YNode::Kind::kNull:
+      return "null";
+    case YNode::Kind::kScalar:
+      return "scalar";
+    case YNode::Kind::kSequence:
+      return "sequence";
+    case YNode::Kind::kMap:
+      return "mapping";
   }
   return "?";
 }
@@ -489,10 +489,9 @@ class DocumentParser {
 
   // Parses scalar `r` as one of `choices` (name -> value).
   template <typename T>
-  absl::optional<T> Enum(const Ref& r, absl::string_view path,
-                         absl::string_view noun,
-                         std::initializer_list<std::pair<absl::string_view, T>>
-                             choices) {
+  absl::optional<T> Enum(
+      const Ref& r, absl::string_view path, absl::string_view noun,
+      std::initializer_list<std::pair<absl::string_view, T>> choices) {
     absl::optional<std::string> v = String(r, path);
     if (!v.has_value()) return absl::nullopt;
     std::vector<absl::string_view> names;
@@ -503,9 +502,8 @@ class DocumentParser {
     std::string expected =
         names.size() == 2
             ? absl::StrCat(names[0], " or ", names[1])
-            : absl::StrCat(
-                  absl::StrJoin(names.begin(), names.end() - 1, ", "), " or ",
-                  names.back());
+            : absl::StrCat(absl::StrJoin(names.begin(), names.end() - 1, ", "),
+                           " or ", names.back());
     Error(r, path,
           absl::StrCat(QuoteForMessage(*v), " is not ", noun, " (expected ",
                        expected, ")"));
@@ -547,8 +545,7 @@ class DocumentParser {
       }
     }
     if (const Field* action = Find(f, "action")) {
-      if (auto v = Enum<PolicyAction>(action->value, "spec.action",
-                                      "an action",
+      if (auto v = Enum<PolicyAction>(action->value, "spec.action", "an action",
                                       {{"alert", PolicyAction::kAlert},
                                        {"kill", PolicyAction::kKill}})) {
         policy_.action = *v;
@@ -558,10 +555,10 @@ class DocumentParser {
       }
     }
     if (const Field* u = Find(f, "unknownBuildId")) {
-      if (auto v = Enum<UnknownBuildId>(
-              u->value, "spec.unknownBuildId", "a valid choice",
-              {{"allow", UnknownBuildId::kAllow},
-               {"deny", UnknownBuildId::kDeny}})) {
+      if (auto v = Enum<UnknownBuildId>(u->value, "spec.unknownBuildId",
+                                        "a valid choice",
+                                        {{"allow", UnknownBuildId::kAllow},
+                                         {"deny", UnknownBuildId::kDeny}})) {
         policy_.unknown_build_id = *v;
       }
     }
@@ -585,8 +582,7 @@ class DocumentParser {
     }
   }
 
-  void ParseEntries(const Ref& list, absl::string_view path,
-                    BuildIdMap* out) {
+  void ParseEntries(const Ref& list, absl::string_view path, BuildIdMap* out) {
     if (!ExpectKind(list, path, YNode::Kind::kSequence, "a sequence")) return;
     const std::vector<int>& items = Node(list).children;
     for (size_t i = 0; i < items.size() && !Stop(); ++i) {
@@ -655,9 +651,9 @@ class DocumentParser {
       }
       std::string resolved = *file;
       if (file->front() != '/' && !ctx_->base_dir.empty()) {
-        resolved = absl::StrCat(ctx_->base_dir,
-                                absl::EndsWith(ctx_->base_dir, "/") ? "" : "/",
-                                *file);
+        resolved =
+            absl::StrCat(ctx_->base_dir,
+                         absl::EndsWith(ctx_->base_dir, "/") ? "" : "/", *file);
       }
       absl::StatusOr<std::string> text =
           ReadSmallFile(resolved, kMaxListFileBytes);
@@ -729,10 +725,10 @@ class DocumentParser {
     constexpr absl::string_view kPath = "spec.selector";
     if (!ExpectKind(sel, kPath, YNode::Kind::kMap, "a mapping")) return;
     Fields f;
-    CheckFields(sel, kPath,
-                {"namespaces", "matchLabels", "matchExpressions", "containers",
-                 "host"},
-                &f);
+    CheckFields(
+        sel, kPath,
+        {"namespaces", "matchLabels", "matchExpressions", "containers", "host"},
+        &f);
     Selector& s = policy_.selector;
     if (const Field* ns = Find(f, "namespaces")) {
       ParseNames(ns->value, "spec.selector.namespaces", IsDnsLabel,
@@ -946,11 +942,21 @@ std::string QuoteForMessage(absl::string_view s) {
   for (size_t i = 0; i < n; ++i) {
     unsigned char c = static_cast<unsigned char>(s[i]);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c >= 0x20 && c < 0x7f) {
           out.push_back(static_cast<char>(c));
@@ -1094,10 +1100,10 @@ ParseResult ParsePolicyDir(const std::string& dir) {
     DIR* d = opendir(dir.c_str());
     if (d == nullptr) {
       char buf[256];
-      result.errors.push_back(PolicyError{
-          SourcePos{dir, 0, 0},
-          absl::StrCat("cannot read the policy directory: ",
-                       strerror_r(errno, buf, sizeof(buf)))});
+      result.errors.push_back(
+          PolicyError{SourcePos{dir, 0, 0},
+                      absl::StrCat("cannot read the policy directory: ",
+                                   strerror_r(errno, buf, sizeof(buf)))});
       return result;
     }
     std::vector<std::string> names;
@@ -1114,10 +1120,10 @@ ParseResult ParsePolicyDir(const std::string& dir) {
     closedir(d);
     if (read_errno != 0) {
       char buf[256];
-      result.errors.push_back(PolicyError{
-          SourcePos{dir, 0, 0},
-          absl::StrCat("cannot read the policy directory: ",
-                       strerror_r(read_errno, buf, sizeof(buf)))});
+      result.errors.push_back(
+          PolicyError{SourcePos{dir, 0, 0},
+                      absl::StrCat("cannot read the policy directory: ",
+                                   strerror_r(read_errno, buf, sizeof(buf)))});
       return result;
     }
     std::sort(names.begin(), names.end());
@@ -1127,10 +1133,10 @@ ParseResult ParsePolicyDir(const std::string& dir) {
       struct stat st;
       if (stat(path.c_str(), &st) != 0) {
         char buf[256];
-        result.errors.push_back(PolicyError{
-            SourcePos{path, 0, 0},
-            absl::StrCat("cannot read the policy file: ",
-                         strerror_r(errno, buf, sizeof(buf)))});
+        result.errors.push_back(
+            PolicyError{SourcePos{path, 0, 0},
+                        absl::StrCat("cannot read the policy file: ",
+                                     strerror_r(errno, buf, sizeof(buf)))});
         continue;
       }
       if (!S_ISREG(st.st_mode)) continue;  // e.g. a directory named x.yaml
@@ -1149,10 +1155,11 @@ ParseResult ParsePolicyDir(const std::string& dir) {
     if (result.set.policies.size() > EM_MAX_POLICIES) {
       result.errors.push_back(PolicyError{
           SourcePos{dir, 0, 0},
-          absl::StrCat(result.set.policies.size(), " policies; at most ",
-                       EM_MAX_POLICIES,
-                       " can be loaded at once (merge lists into fewer "
-                       "policies, or move IDs into denyFrom/allowFrom files)")});
+          absl::StrCat(
+              result.set.policies.size(), " policies; at most ",
+              EM_MAX_POLICIES,
+              " can be loaded at once (merge lists into fewer "
+              "policies, or move IDs into denyFrom/allowFrom files)")});
     }
   } catch (const std::exception& e) {
     result.errors.push_back(PolicyError{

@@ -45,7 +45,8 @@ absl::optional<uint64_t> ScopeTable::MaskOf(const PolicySet& set,
                                             const ContainerRef& ref) const {
   std::shared_ptr<const PodMeta> pod = lookup(ref);
   if (pod == nullptr || !pod->enriched) return absl::nullopt;
-  return PodScopeMask(set, *pod, ref.in_container() && !pod->container_name.empty());
+  return PodScopeMask(set, *pod,
+                      ref.in_container() && !pod->container_name.empty());
 }
 
 std::vector<std::pair<uint64_t, uint64_t>> ScopeTable::Masks(
@@ -58,7 +59,8 @@ std::vector<std::pair<uint64_t, uint64_t>> ScopeTable::Masks(
 }
 
 std::vector<std::pair<uint64_t, uint64_t>> ScopeTable::MasksOfPod(
-    const PolicySet& set, const PodLookup& lookup, const std::string& pod_uid) const {
+    const PolicySet& set, const PodLookup& lookup,
+    const std::string& pod_uid) const {
   std::vector<std::pair<uint64_t, uint64_t>> out;
   for (const auto& [id, ref] : cgroups_) {
     if (ref.pod_uid != pod_uid) continue;

@@ -36,8 +36,8 @@ class ScopeTable {
   void OnCgroupRemoved(uint64_t id);
 
   // Scope mask of every remembered cgroup whose pod is known.
-  std::vector<std::pair<uint64_t, uint64_t>> Masks(const PolicySet& set,
-                                                   const PodLookup& lookup) const;
+  std::vector<std::pair<uint64_t, uint64_t>> Masks(
+      const PolicySet& set, const PodLookup& lookup) const;
   // The same for the cgroups of one pod.
   std::vector<std::pair<uint64_t, uint64_t>> MasksOfPod(
       const PolicySet& set, const PodLookup& lookup,

@@ -14,9 +14,9 @@ namespace {
 
 // Everything that can change what a directory's files say: edits, new and
 // removed files, renames (editors' and kubelet's atomic swaps), chmod.
-constexpr uint32_t kMask = IN_CLOSE_WRITE | IN_CREATE | IN_DELETE | IN_MOVED_TO |
-                           IN_MOVED_FROM | IN_ATTRIB | IN_DELETE_SELF |
-                           IN_MOVE_SELF | IN_MODIFY;
+constexpr uint32_t kMask = IN_CLOSE_WRITE | IN_CREATE | IN_DELETE |
+                           IN_MOVED_TO | IN_MOVED_FROM | IN_ATTRIB |
+                           IN_DELETE_SELF | IN_MOVE_SELF | IN_MODIFY;
 
 }  // namespace
 
@@ -41,8 +41,8 @@ PolicyWatcher::~PolicyWatcher() { close(fd_); }
 void PolicyWatcher::Add(const std::string& dir) {
   if (watched_.contains(dir)) return;
   if (inotify_add_watch(fd_, dir.c_str(), kMask) < 0) {
-    LogWarning("watching ", dir, " for policy list changes: ",
-               std::strerror(errno));
+    LogWarning("watching ", dir,
+               " for policy list changes: ", std::strerror(errno));
     return;
   }
   watched_.insert(dir);

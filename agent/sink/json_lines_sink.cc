@@ -15,8 +15,9 @@ absl::StatusOr<std::unique_ptr<JsonLinesSink>> JsonLinesSink::Open(
   }
   FILE* f = std::fopen(target.c_str(), "ae");
   if (f == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--output=", target, ": cannot open for append: ", std::strerror(errno)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--output=", target,
+                     ": cannot open for append: ", std::strerror(errno)));
   }
   return std::unique_ptr<JsonLinesSink>(
       new JsonLinesSink(f, true, absl::StrCat("file:", target)));

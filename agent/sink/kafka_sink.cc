@@ -73,9 +73,12 @@ int ClampMs(absl::Duration d) {
 
 const char* KeyName(KafkaKey k) {
   switch (k) {
-    case KafkaKey::kNode: return "node";
-    case KafkaKey::kPodUid: return "pod_uid";
-    case KafkaKey::kNone: return "none";
+    case KafkaKey::kNode:
+      return "node";
+    case KafkaKey::kPodUid:
+      return "pod_uid";
+    case KafkaKey::kNone:
+      return "none";
   }
   return "?";
 }
@@ -108,8 +111,7 @@ void LogCb(const rd_kafka_t*, int level, const char* fac, const char* buf) {
 // librdkafka's callbacks; the opaque is the sink. They run on the thread
 // that calls rd_kafka_poll/rd_kafka_flush (the poller, or Close()).
 struct KafkaCallbacks {
-  static void Delivery(rd_kafka_t*, const rd_kafka_message_t* m,
-                       void* opaque) {
+  static void Delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
     static_cast<KafkaSink*>(opaque)->OnDelivery(m->err);
   }
   static void Error(rd_kafka_t*, int err, const char* reason, void* opaque) {
@@ -178,10 +180,10 @@ absl::StatusOr<std::unique_ptr<KafkaSink>> KafkaSink::Create(
   // The longest suffix --kafka_topic_by_type adds is ".snapshot".
   if (!ValidTopicName(options.topic) ||
       (options.topic_by_type && options.topic.size() > 249 - 9)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--kafka_topic=", options.topic,
-        ": want 1 to 249 characters from [a-zA-Z0-9._-] (240 with "
-        "--kafka_topic_by_type)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kafka_topic=", options.topic,
+                     ": want 1 to 249 characters from [a-zA-Z0-9._-] (240 with "
+                     "--kafka_topic_by_type)"));
   }
   if (options.queue_max_events < 1 || options.queue_max_events > INT_MAX) {
     return absl::InvalidArgumentError(
@@ -196,17 +198,14 @@ absl::StatusOr<std::unique_ptr<KafkaSink>> KafkaSink::Create(
   }
   if (options.queue_max_age < absl::Milliseconds(1) ||
       options.queue_max_age > absl::Milliseconds(INT_MAX)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--kafka_queue_max_age=",
-                     absl::FormatDuration(options.queue_max_age),
-                     ": want 1ms to ", absl::FormatDuration(
-                                           absl::Milliseconds(INT_MAX))));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--kafka_queue_max_age=", absl::FormatDuration(options.queue_max_age),
+        ": want 1ms to ", absl::FormatDuration(absl::Milliseconds(INT_MAX))));
   }
   if (options.flush_timeout < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--kafka_flush_timeout=",
-                     absl::FormatDuration(options.flush_timeout),
-                     ": must not be negative"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--kafka_flush_timeout=", absl::FormatDuration(options.flush_timeout),
+        ": must not be negative"));
   }
 
   std::unique_ptr<KafkaSink> sink(new KafkaSink(options));
@@ -253,9 +252,9 @@ absl::StatusOr<std::unique_ptr<KafkaSink>> KafkaSink::Create(
   }
   if (set("message.timeout.ms", absl::StrCat(ClampMs(options.queue_max_age))) !=
       RD_KAFKA_CONF_OK) {
-    return fail(absl::InvalidArgumentError(
-        absl::StrCat("--kafka_queue_max_age=",
-                     absl::FormatDuration(options.queue_max_age), ": ", err)));
+    return fail(absl::InvalidArgumentError(absl::StrCat(
+        "--kafka_queue_max_age=", absl::FormatDuration(options.queue_max_age),
+        ": ", err)));
   }
   // lz4: the least CPU per event of the codecs that compress JSON well
   // (docs/kafka.md: zstd stores events in 2.4x less space for 11-22 %
@@ -349,8 +348,8 @@ rd_kafka_topic_t* KafkaSink::TopicFor(absl::string_view type) {
   auto it = typed_topics_.find(type);
   if (it != typed_topics_.end()) return it->second;
   // An event without a type (none is expected) goes to the base topic.
-  std::string name = type.empty() ? options_.topic
-                                  : absl::StrCat(options_.topic, ".", type);
+  std::string name =
+      type.empty() ? options_.topic : absl::StrCat(options_.topic, ".", type);
   if (!ValidTopicName(name)) return nullptr;
   rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk_, name.c_str(), nullptr);
   if (rkt != nullptr) typed_topics_.emplace(std::string(type), rkt);
@@ -415,9 +414,9 @@ absl::Status KafkaSink::Write(const EventMeta& meta, absl::string_view json) {
     if (absl::Now() - last >= kLogEvery) {
       last = absl::Now();
       LogWarning("kafka: producer queue full (--kafka_queue_max_events=",
-                 options_.queue_max_events, ", --kafka_queue_max_bytes=",
-                 options_.queue_max_bytes, "): dropping events, ", n,
-                 " so far");
+                 options_.queue_max_events,
+                 ", --kafka_queue_max_bytes=", options_.queue_max_bytes,
+                 "): dropping events, ", n, " so far");
     }
     return absl::OkStatus();
   }
@@ -437,8 +436,8 @@ absl::Status KafkaSink::Flush() {
 absl::Status KafkaSink::Close(absl::Duration deadline) {
   if (closed_.load()) return absl::OkStatus();
   StopPolling();  // from here on, this thread serves the callbacks
-  const absl::Duration wait =
-      std::max(absl::ZeroDuration(), std::min(deadline, options_.flush_timeout));
+  const absl::Duration wait = std::max(
+      absl::ZeroDuration(), std::min(deadline, options_.flush_timeout));
   const absl::Time start = absl::Now();
   rd_kafka_flush(rk_, ClampMs(wait));
   if (Outstanding() > 0) {
@@ -464,17 +463,15 @@ absl::Status KafkaSink::Close(absl::Duration deadline) {
 
 std::string KafkaSink::CountersLine() const {
   KafkaStats st = KafkaCounters();
-  return absl::StrCat(
-      "kafka: produced=", st.produced, " delivered=", st.delivered,
-      " failed=", st.failed, " dropped_queue_full=", st.dropped_queue_full,
-      " dropped_timeout=", st.dropped_timeout,
-      " dropped_shutdown=", st.dropped_shutdown,
-      " dropped_other=", st.dropped_other);
+  return absl::StrCat("kafka: produced=", st.produced,
+                      " delivered=", st.delivered, " failed=", st.failed,
+                      " dropped_queue_full=", st.dropped_queue_full,
+                      " dropped_timeout=", st.dropped_timeout,
+                      " dropped_shutdown=", st.dropped_shutdown,
+                      " dropped_other=", st.dropped_other);
 }
 
-bool KafkaSink::Healthy() const {
-  return brokers_up_.load() && !fatal_.load();
-}
+bool KafkaSink::Healthy() const { return brokers_up_.load() && !fatal_.load(); }
 
 KafkaStats KafkaSink::KafkaCounters() const {
   KafkaStats st;
@@ -486,9 +483,10 @@ KafkaStats KafkaSink::KafkaCounters() const {
   st.produced = produced_.load();
   st.dropped_queue_full = dropped_queue_full_.load();
   st.dropped_other = dropped_other_.load();
-  st.queue_depth = rk_ != nullptr ? static_cast<uint64_t>(std::max(
-                                        0, rd_kafka_outq_len(rk_)))
-                                  : 0;
+  st.queue_depth =
+      rk_ != nullptr
+          ? static_cast<uint64_t>(std::max(0, rd_kafka_outq_len(rk_)))
+          : 0;
   st.brokers_up = brokers_up_.load();
   return st;
 }

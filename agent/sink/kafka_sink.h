@@ -69,9 +69,9 @@ struct KafkaOptions {
   KafkaKey key = KafkaKey::kNode;
   // librdkafka properties applied after (so overriding) the sink's defaults.
   std::vector<std::pair<std::string, std::string>> properties;
-  uint64_t queue_max_events = 100000;      // queue.buffering.max.messages
-  uint64_t queue_max_bytes = 268435456;    // queue.buffering.max.kbytes * 1024
-  absl::Duration queue_max_age = absl::Minutes(5);  // message.timeout.ms
+  uint64_t queue_max_events = 100000;    // queue.buffering.max.messages
+  uint64_t queue_max_bytes = 268435456;  // queue.buffering.max.kbytes * 1024
+  absl::Duration queue_max_age = absl::Minutes(5);   // message.timeout.ms
   absl::Duration flush_timeout = absl::Seconds(10);  // Close() waits at most
 };
 

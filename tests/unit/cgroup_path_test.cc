@@ -38,13 +38,13 @@ INSTANTIATE_TEST_SUITE_P(
     testing::Values(
         Case{"ContainerdSystemdBestEffort",
              std::string("/kubepods.slice/kubepods-besteffort.slice/"
-                         "kubepods-besteffort-pod") + kUidSystemd +
-                 ".slice/cri-containerd-" + kId + ".scope",
+                         "kubepods-besteffort-pod") +
+                 kUidSystemd + ".slice/cri-containerd-" + kId + ".scope",
              "containerd", kId, kUid, "besteffort"},
         Case{"ContainerdSystemdBurstable",
              std::string("/kubepods.slice/kubepods-burstable.slice/"
-                         "kubepods-burstable-pod") + kUidSystemd +
-                 ".slice/cri-containerd-" + kId + ".scope",
+                         "kubepods-burstable-pod") +
+                 kUidSystemd + ".slice/cri-containerd-" + kId + ".scope",
              "containerd", kId, kUid, "burstable"},
         Case{"ContainerdSystemdGuaranteed",
              std::string("/kubepods.slice/kubepods-pod") + kUidSystemd +
@@ -52,60 +52,62 @@ INSTANTIATE_TEST_SUITE_P(
              "containerd", kId, kUid, "guaranteed"},
         Case{"CrioSystemd",
              std::string("/kubepods.slice/kubepods-burstable.slice/"
-                         "kubepods-burstable-pod") + kUidSystemd +
-                 ".slice/crio-" + kId + ".scope",
+                         "kubepods-burstable-pod") +
+                 kUidSystemd + ".slice/crio-" + kId + ".scope",
              "cri-o", kId, kUid, "burstable"},
         Case{"CrioConmonIsNotTheContainer",
              std::string("/kubepods.slice/kubepods-burstable.slice/"
-                         "kubepods-burstable-pod") + kUidSystemd +
-                 ".slice/crio-conmon-" + kId + ".scope",
+                         "kubepods-burstable-pod") +
+                 kUidSystemd + ".slice/crio-conmon-" + kId + ".scope",
              "", "", "", ""},
         Case{"KubeletCgroupfsBestEffort",
-             std::string("/kubepods/besteffort/pod") + kUid + "/" + kId, "", kId,
-             kUid, "besteffort"},
+             std::string("/kubepods/besteffort/pod") + kUid + "/" + kId, "",
+             kId, kUid, "besteffort"},
         Case{"KubeletCgroupfsGuaranteed",
              std::string("/kubepods/pod") + kUid + "/" + kId, "", kId, kUid,
              "guaranteed"},
-        Case{"DockerSystemd", "/system.slice/docker-" + kId + ".scope", "docker",
-             kId, "", ""},
+        Case{"DockerSystemd", "/system.slice/docker-" + kId + ".scope",
+             "docker", kId, "", ""},
         Case{"DockerCgroupfs", "/docker/" + kId, "docker", kId, "", ""},
         Case{"PodmanRootfulSystemdWithContainerSubgroup",
              "/machine.slice/libpod-" + kId + ".scope/container", "podman", kId,
              "", ""},
-        Case{"PodmanRootless",
-             "/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-" +
-                 kId + ".scope",
-             "podman", kId, "", ""},
-        Case{"PodmanCgroupfs", "/libpod_parent/libpod-" + kId, "podman", kId, "",
-             ""},
+        Case{
+            "PodmanRootless",
+            "/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-" +
+                kId + ".scope",
+            "podman", kId, "", ""},
+        Case{"PodmanCgroupfs", "/libpod_parent/libpod-" + kId, "podman", kId,
+             "", ""},
         Case{"PodmanConmonIsNotTheContainer",
              "/machine.slice/libpod-conmon-" + kId + ".scope", "", "", "", ""},
         Case{"NestedKindInnermostWins",
              "/system.slice/docker-" + kId +
                  ".scope/kubelet.slice/kubelet-kubepods.slice/"
                  "kubelet-kubepods-besteffort.slice/"
-                 "kubelet-kubepods-besteffort-pod" + kUidSystemd +
-                 ".slice/cri-containerd-" + kId2 + ".scope",
+                 "kubelet-kubepods-besteffort-pod" +
+                 kUidSystemd + ".slice/cri-containerd-" + kId2 + ".scope",
              "containerd", kId2, kUid, "besteffort"},
         Case{"HostRoot", "/", "", "", "", ""},
         Case{"HostService", "/system.slice/docker.service", "", "", "", ""},
-        Case{"HostUserSession", "/user.slice/user-0.slice/session-3.scope", "", "",
-             "", ""},
+        Case{"HostUserSession", "/user.slice/user-0.slice/session-3.scope", "",
+             "", "", ""},
         Case{"PodSliceNamesThePod",
-             std::string("/kubepods.slice/kubepods-pod") + kUidSystemd + ".slice",
+             std::string("/kubepods.slice/kubepods-pod") + kUidSystemd +
+                 ".slice",
              "", "", kUid, "guaranteed"},
         Case{"PodDirCgroupfsNamesThePod",
              std::string("/kubepods/burstable/pod") + kUid, "", "", kUid,
              "burstable"},
-        Case{"QosSliceIsNotAPod", "/kubepods.slice/kubepods-besteffort.slice", "",
+        Case{"QosSliceIsNotAPod", "/kubepods.slice/kubepods-besteffort.slice",
+             "", "", "", ""},
+        Case{"ShortIdIsNotAContainer", "/system.slice/docker-abc123.scope", "",
              "", "", ""},
-        Case{"ShortIdIsNotAContainer", "/system.slice/docker-abc123.scope", "", "",
-             "", ""},
         Case{"UppercaseIdIsNotAContainer",
-             "/system.slice/docker-" + std::string(64, 'A') + ".scope", "", "", "",
-             ""},
-        Case{"BareHexUnderUnknownParentIsNotAContainer", "/mystuff/" + kId, "", "",
-             "", ""}),
+             "/system.slice/docker-" + std::string(64, 'A') + ".scope", "", "",
+             "", ""},
+        Case{"BareHexUnderUnknownParentIsNotAContainer", "/mystuff/" + kId, "",
+             "", "", ""}),
     [](const testing::TestParamInfo<Case>& info) { return info.param.name; });
 
 }  // namespace

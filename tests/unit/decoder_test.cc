@@ -161,7 +161,8 @@ TEST(DecodeExecTest, DecodesEveryField) {
   EXPECT_EQ(e.exe.size, 16008u);
   EXPECT_EQ(e.exe_nlink, 1u);
   EXPECT_EQ(e.exe_mode, 0100755u);
-  EXPECT_EQ(e.build_id.bytes, std::string("\x0e\x0e\x0e\x0e\x00\x00\x00\x08", 8));
+  EXPECT_EQ(e.build_id.bytes,
+            std::string("\x0e\x0e\x0e\x0e\x00\x00\x00\x08", 8));
   EXPECT_EQ(e.build_id.source, BuildIdSource::kTaskWork);
   EXPECT_EQ(e.build_id.error, EM_BID_OK);
   EXPECT_TRUE(e.build_id.known());
@@ -267,9 +268,9 @@ TEST_P(DecodeExecPathLengthTest, LengthOfPathMaxIsRejected) {
   em_exec_event e = ValidExec();
   e.*GetParam().len = EM_PATH_MAX;  // no room left for the NUL
   std::string msg = ErrorOf(DecodeRecord(Bytes(e)));
-  EXPECT_THAT(msg, HasSubstr(absl::StrCat(GetParam().name, " length ",
-                                          EM_PATH_MAX, " exceeds ",
-                                          EM_PATH_MAX - 1)));
+  EXPECT_THAT(msg,
+              HasSubstr(absl::StrCat(GetParam().name, " length ", EM_PATH_MAX,
+                                     " exceeds ", EM_PATH_MAX - 1)));
 }
 
 TEST_P(DecodeExecPathLengthTest, HugeLengthIsRejected) {
@@ -299,7 +300,8 @@ TEST(DecodeExecTest, ArgsLengthBeyondArgsMaxIsRejected) {
 TEST(DecodeBuildIdTest, TwentyByteIdIsKeptWhole) {
   em_exec_event e = ValidExec();
   std::string id;
-  for (int i = 0; i < EM_BUILD_ID_MAX; ++i) id.push_back(static_cast<char>(0xa0 + i));
+  for (int i = 0; i < EM_BUILD_ID_MAX; ++i)
+    id.push_back(static_cast<char>(0xa0 + i));
   SetBuildId(e.bid, id, EM_BID_SRC_CACHE);
   auto r = DecodeRecord(Bytes(e));
   const BuildId& b = Get<ExecEvent>(r).build_id;
@@ -533,7 +535,8 @@ TEST(DecodeSnapTaskTest, ArgsLengthOfArgsMaxIsAccepted) {
   std::memset(t.args, 'z', sizeof(t.args));
   t.args_len = EM_ARGS_MAX;
   auto r = DecodeRecord(Bytes(t));
-  EXPECT_THAT(Get<SnapTask>(r).args, ElementsAre(std::string(EM_ARGS_MAX, 'z')));
+  EXPECT_THAT(Get<SnapTask>(r).args,
+              ElementsAre(std::string(EM_ARGS_MAX, 'z')));
 }
 
 TEST(DecodeResolvedTest, DecodesEveryField) {
@@ -576,7 +579,8 @@ TEST(DecodeRecordTest, AbiMismatchNamesBothVersions) {
   auto f = Record<em_fork_event>(EM_EV_FORK);
   f.hdr.abi = EM_ABI_VERSION + 41;
   std::string msg = ErrorOf(DecodeRecord(Bytes(f)));
-  EXPECT_THAT(msg, HasSubstr(absl::StrCat("ABI version ", EM_ABI_VERSION + 41)));
+  EXPECT_THAT(msg,
+              HasSubstr(absl::StrCat("ABI version ", EM_ABI_VERSION + 41)));
   EXPECT_THAT(msg, HasSubstr(absl::StrCat("agent speaks ", EM_ABI_VERSION)));
 }
 
@@ -590,9 +594,9 @@ TEST(DecodeRecordTest, HeaderSizeLargerThanDataIsRejected) {
   auto f = Record<em_fork_event>(EM_EV_FORK);
   f.hdr.size = sizeof(f) + 1;
   std::string msg = ErrorOf(DecodeRecord(Bytes(f)));
-  EXPECT_THAT(msg, HasSubstr(absl::StrCat("record says ", sizeof(f) + 1,
-                                          " bytes, only ", sizeof(f),
-                                          " present")));
+  EXPECT_THAT(msg,
+              HasSubstr(absl::StrCat("record says ", sizeof(f) + 1,
+                                     " bytes, only ", sizeof(f), " present")));
 }
 
 TEST(DecodeRecordTest, TruncatedExecBufferIsRejectedBySizeCheck) {
@@ -651,10 +655,10 @@ TEST_P(DecodeShortRecordTest, ShortBufferIsRejectedWithTypeName) {
 
 TEST_P(DecodeShortRecordTest, HeaderSizeSmallerThanStructIsRejected) {
   std::vector<uint8_t> raw = Raw(sizeof(em_header));
-  EXPECT_THAT(ErrorOf(DecodeRecord(raw)),
-              HasSubstr(absl::StrCat(GetParam().what, " record of ",
-                                     sizeof(em_header), " bytes, want ",
-                                     GetParam().struct_size)));
+  EXPECT_THAT(
+      ErrorOf(DecodeRecord(raw)),
+      HasSubstr(absl::StrCat(GetParam().what, " record of ", sizeof(em_header),
+                             " bytes, want ", GetParam().struct_size)));
 }
 
 TEST_P(DecodeShortRecordTest, HeaderSizeZeroIsRejected) {
@@ -733,9 +737,9 @@ TEST(RecordSizeTest, SplitsAStreamOfRecords) {
 
 TEST(FileKeyTest, UserDevConvertsKernelEncoding) {
   FileKey k;
-  k.dev = 253u << 20 | 0u;  // device-mapper 253:0
+  k.dev = 253u << 20 | 0u;         // device-mapper 253:0
   EXPECT_EQ(k.UserDev(), 64768u);  // st_dev as stat(2) shows it
-  k.dev = 8u << 20 | 1u;  // sda1
+  k.dev = 8u << 20 | 1u;           // sda1
   EXPECT_EQ(k.UserDev(), makedev(8, 1));
   EXPECT_EQ(k.UserDev(), 0x801u);
 }

@@ -160,8 +160,8 @@ class ElfBuilder {
   uint64_t AddNoteSection(std::string_view name, std::string_view notes,
                           uint64_t align = 4) {
     const uint64_t off = Place(notes, align);
-    sections_.push_back({std::string(name), kShtNote, off, notes.size(),
-                         align});
+    sections_.push_back(
+        {std::string(name), kShtNote, off, notes.size(), align});
     return off;
   }
 

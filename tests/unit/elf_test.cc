@@ -54,16 +54,26 @@ using ::execmon::testing::TestId;
 
 std::string ErrorName(unsigned error) {
   switch (error) {
-    case EM_BID_OK: return "EM_BID_OK";
-    case EM_BID_ERR_PENDING: return "EM_BID_ERR_PENDING";
-    case EM_BID_ERR_NOT_ELF: return "EM_BID_ERR_NOT_ELF";
-    case EM_BID_ERR_NO_NOTE: return "EM_BID_ERR_NO_NOTE";
-    case EM_BID_ERR_READ_FAULT: return "EM_BID_ERR_READ_FAULT";
-    case EM_BID_ERR_BAD_PHDRS: return "EM_BID_ERR_BAD_PHDRS";
-    case EM_BID_ERR_BAD_NOTE: return "EM_BID_ERR_BAD_NOTE";
-    case EM_BID_ERR_BAD_SIZE: return "EM_BID_ERR_BAD_SIZE";
-    case EM_BID_ERR_LIMIT: return "EM_BID_ERR_LIMIT";
-    default: return absl::StrCat("em_bid_error(", error, ")");
+    case EM_BID_OK:
+      return "EM_BID_OK";
+    case EM_BID_ERR_PENDING:
+      return "EM_BID_ERR_PENDING";
+    case EM_BID_ERR_NOT_ELF:
+      return "EM_BID_ERR_NOT_ELF";
+    case EM_BID_ERR_NO_NOTE:
+      return "EM_BID_ERR_NO_NOTE";
+    case EM_BID_ERR_READ_FAULT:
+      return "EM_BID_ERR_READ_FAULT";
+    case EM_BID_ERR_BAD_PHDRS:
+      return "EM_BID_ERR_BAD_PHDRS";
+    case EM_BID_ERR_BAD_NOTE:
+      return "EM_BID_ERR_BAD_NOTE";
+    case EM_BID_ERR_BAD_SIZE:
+      return "EM_BID_ERR_BAD_SIZE";
+    case EM_BID_ERR_LIMIT:
+      return "EM_BID_ERR_LIMIT";
+    default:
+      return absl::StrCat("em_bid_error(", error, ")");
   }
 }
 
@@ -127,9 +137,9 @@ class ScratchDir {
   }
   std::string Write(const std::string& name,
                     const std::vector<uint8_t>& bytes) {
-    return Write(name, std::string_view(
-                           reinterpret_cast<const char*>(bytes.data()),
-                           bytes.size()));
+    return Write(name,
+                 std::string_view(reinterpret_cast<const char*>(bytes.data()),
+                                  bytes.size()));
   }
 
  private:
@@ -184,8 +194,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(ValidCase{true, kEtDyn, 20}, ValidCase{true, kEtDyn, 8},
                       ValidCase{true, kEtDyn, 1}, ValidCase{true, kEtExec, 20},
                       ValidCase{true, kEtExec, 8}, ValidCase{true, kEtExec, 1},
-                      ValidCase{false, kEtDyn, 20},
-                      ValidCase{false, kEtDyn, 8}, ValidCase{false, kEtDyn, 1},
+                      ValidCase{false, kEtDyn, 20}, ValidCase{false, kEtDyn, 8},
+                      ValidCase{false, kEtDyn, 1},
                       ValidCase{false, kEtExec, 20},
                       ValidCase{false, kEtExec, 8},
                       ValidCase{false, kEtExec, 1}),
@@ -377,9 +387,9 @@ TEST(WalkLayoutTest, FirstBuildIdNoteWins) {
 TEST(WalkLayoutTest, TypeThreeNamedGnxIsSkipped) {
   ElfBuilder b(true, kEtDyn);
   const std::string id = TestId(20, 0x44);
-  b.AddNoteSegment(Note(kNtGnuBuildId, std::string_view("GNX\0", 4),
-                        TestId(20, 0xe0)) +
-                   BuildIdNote(id));
+  b.AddNoteSegment(
+      Note(kNtGnuBuildId, std::string_view("GNX\0", 4), TestId(20, 0xe0)) +
+      BuildIdNote(id));
   ExpectBothFind(b.Build(), id);
 }
 
@@ -574,8 +584,8 @@ TEST(WalkHostileTest, PhoffPlusTableSizeOverflowIsBadPhdrs) {
     std::memcpy(dst, image.data() + addr, len);
     return true;
   };
-  EXPECT_TRUE(Rejected(WalkBuildId(read, 0, ~uint64_t{0}),
-                       EM_BID_ERR_BAD_PHDRS));
+  EXPECT_TRUE(
+      Rejected(WalkBuildId(read, 0, ~uint64_t{0}), EM_BID_ERR_BAD_PHDRS));
 }
 
 TEST(WalkHostileTest, NoLoadAtOffsetZeroIsBadPhdrs) {
@@ -759,8 +769,8 @@ TEST(WalkFaultTest, NotesOutsideEveryLoadSegmentAreReadFault) {
 
 TEST(WalkFaultTest, UnreadableImageIsReadFault) {
   auto fault = [](uint64_t, void*, size_t) { return false; };
-  EXPECT_TRUE(Rejected(WalkBuildId(fault, 0x400000, 0x1000),
-                       EM_BID_ERR_READ_FAULT));
+  EXPECT_TRUE(
+      Rejected(WalkBuildId(fault, 0x400000, 0x1000), EM_BID_ERR_READ_FAULT));
 }
 
 TEST(WalkFaultTest, UnreadableProgramHeadersAreReadFault) {
@@ -865,8 +875,9 @@ TEST_F(ReadBuildIdFileTest, OverflowingNoteBeforeTheBuildIdIsMalformed) {
   absl::StatusOr<std::string> id = ReadBuildIdFile(path);
   EXPECT_EQ(id.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(id.status().message(),
-            path + ": malformed ELF: truncated or overflowing note at offset "
-                   "0 of PT_NOTE segment 1");
+            path +
+                ": malformed ELF: truncated or overflowing note at offset "
+                "0 of PT_NOTE segment 1");
 }
 
 TEST_F(ReadBuildIdFileTest, NoteSegmentPastTheEndOfFileIsMalformed) {
@@ -890,8 +901,8 @@ TEST_F(ReadBuildIdFileTest, ProgramHeadersPastTheEndOfFileAreMalformed) {
   const std::string path = dir_.Write("phoff", b.Build());
   absl::StatusOr<std::string> id = ReadBuildIdFile(path);
   EXPECT_EQ(id.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(absl::StartsWith(id.status().message(),
-                               path + ": malformed ELF: "))
+  EXPECT_TRUE(
+      absl::StartsWith(id.status().message(), path + ": malformed ELF: "))
       << id.status();
 }
 
@@ -976,8 +987,8 @@ std::string ReadelfBuildId(const std::string& path) {
   if (at == std::string::npos) return "";
   const size_t start = at + key.size();
   size_t end = start;
-  while (end < output.size() && std::isxdigit(static_cast<unsigned char>(
-                                    output[end]))) {
+  while (end < output.size() &&
+         std::isxdigit(static_cast<unsigned char>(output[end]))) {
     ++end;
   }
   return output.substr(start, end - start);
@@ -992,8 +1003,8 @@ TEST_P(SystemBinaryTest, TwinLibelfAndReadelfAgree) {
   }
   if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not present";
   const std::string readelf = ReadelfBuildId(path);
-  ASSERT_FALSE(readelf.empty()) << "readelf -n " << path
-                                << " printed no build ID";
+  ASSERT_FALSE(readelf.empty())
+      << "readelf -n " << path << " printed no build ID";
   absl::StatusOr<std::string> libelf = ReadBuildIdFile(path);
   ASSERT_TRUE(libelf.ok()) << libelf.status();
   EXPECT_EQ(Hex(*libelf), readelf) << "(libelf vs readelf)";
@@ -1034,7 +1045,7 @@ TEST(ProcessImageTest, LoadedObjectsAgreeWithLibelf) {
         auto* out = static_cast<std::vector<Object>*>(arg);
         std::string path = info->dlpi_name != nullptr ? info->dlpi_name : "";
         if (path.empty()) path = "/proc/self/exe";  // the main program
-        if (path[0] != '/') return 0;                // the vDSO
+        if (path[0] != '/') return 0;               // the vDSO
         for (int i = 0; i < info->dlpi_phnum; ++i) {
           const ElfW(Phdr)& ph = info->dlpi_phdr[i];
           if (ph.p_type == kPtLoad && ph.p_offset == 0) {

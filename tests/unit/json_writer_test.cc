@@ -25,7 +25,8 @@ namespace {
 using rapidjson::Document;
 using rapidjson::Value;
 
-// 2026-01-02T03:04:05.123456789Z as Unix nanoseconds (`date -u -d @1767323045`).
+// 2026-01-02T03:04:05.123456789Z as Unix nanoseconds (`date -u -d
+// @1767323045`).
 constexpr int64_t kRealNs = 1767323045123456789;
 constexpr char kRealText[] = "2026-01-02T03:04:05.123456789Z";
 constexpr uint64_t kKtime = 81234567890;
@@ -90,18 +91,18 @@ std::string Str(const Value& v) {
   return std::string(v.GetString(), v.GetStringLength());
 }
 
-#define EXPECT_JSON_UINT(obj, key, want)                    \
-  do {                                                      \
-    const Value& v_ = Get(obj, key);                        \
-    ASSERT_TRUE(v_.IsUint64()) << key << " is not an int";  \
+#define EXPECT_JSON_UINT(obj, key, want)                           \
+  do {                                                             \
+    const Value& v_ = Get(obj, key);                               \
+    ASSERT_TRUE(v_.IsUint64()) << key << " is not an int";         \
     EXPECT_EQ(v_.GetUint64(), static_cast<uint64_t>(want)) << key; \
   } while (0)
 
-#define EXPECT_JSON_STR(obj, key, want)                        \
-  do {                                                         \
-    const Value& v_ = Get(obj, key);                           \
-    ASSERT_TRUE(v_.IsString()) << key << " is not a string";   \
-    EXPECT_EQ(Str(v_), std::string(want)) << key;              \
+#define EXPECT_JSON_STR(obj, key, want)                      \
+  do {                                                       \
+    const Value& v_ = Get(obj, key);                         \
+    ASSERT_TRUE(v_.IsString()) << key << " is not a string"; \
+    EXPECT_EQ(Str(v_), std::string(want)) << key;            \
   } while (0)
 
 #define EXPECT_JSON_BOOL(obj, key, want)                     \
@@ -111,10 +112,10 @@ std::string Str(const Value& v) {
     EXPECT_EQ(v_.GetBool(), static_cast<bool>(want)) << key; \
   } while (0)
 
-#define EXPECT_JSON_NULL(obj, key)                                  \
-  do {                                                              \
-    ASSERT_TRUE(Has(obj, key)) << "missing key " << key;            \
-    EXPECT_TRUE(Get(obj, key).IsNull()) << key << " is not null";   \
+#define EXPECT_JSON_NULL(obj, key)                                \
+  do {                                                            \
+    ASSERT_TRUE(Has(obj, key)) << "missing key " << key;          \
+    EXPECT_TRUE(Get(obj, key).IsNull()) << key << " is not null"; \
   } while (0)
 
 std::vector<std::string> Strings(const Value& arr) {
@@ -246,7 +247,8 @@ TEST(JsonWriterTimeTest, WallTimeAcrossSecondsDaysAndYears) {
     EXPECT_EQ(w.WallTime(s), "2026-01-02T03:04:06.123456789Z");
     EXPECT_EQ(w.WallTime(2 * s), "2026-01-02T03:04:07.123456789Z");
     EXPECT_EQ(w.WallTime(0), kRealText);
-    EXPECT_EQ(w.WallTime(86400 * s - 876543211), "2026-01-03T03:04:04.246913578Z");
+    EXPECT_EQ(w.WallTime(86400 * s - 876543211),
+              "2026-01-03T03:04:04.246913578Z");
     EXPECT_EQ(w.WallTime(365 * 86400 * s), "2027-01-02T03:04:05.123456789Z");
     EXPECT_EQ(w.WallTime(s - 123456790), "2026-01-02T03:04:05.999999999Z");
     EXPECT_EQ(w.WallTime(s - 123456789), "2026-01-02T03:04:06.000000000Z");
@@ -554,11 +556,11 @@ TEST(JsonWriterStringTest, SpecialCharactersRoundTrip) {
 TEST(JsonWriterStringTest, ValidNonAsciiUtf8RoundTrips) {
   ExecEvent e = SampleExec();
   e.args = {
-      "h\xC3\xA9llo",                 // 2-byte
-      "\xE2\x9C\x93 \xE6\x97\xA5",    // 3-byte
-      "\xF0\x9F\x98\x80",             // 4-byte (U+1F600)
-      "\xEF\xBF\xBF",                 // U+FFFF
-      "\xF4\x8F\xBF\xBF",             // U+10FFFF
+      "h\xC3\xA9llo",               // 2-byte
+      "\xE2\x9C\x93 \xE6\x97\xA5",  // 3-byte
+      "\xF0\x9F\x98\x80",           // 4-byte (U+1F600)
+      "\xEF\xBF\xBF",               // U+FFFF
+      "\xF4\x8F\xBF\xBF",           // U+10FFFF
   };
   Document d = ExecDoc(e);
   EXPECT_EQ(Strings(Get(Get(d, "process"), "args")), e.args);
@@ -568,10 +570,12 @@ TEST(JsonWriterStringTest, ValidNonAsciiUtf8RoundTrips) {
 // time; every special byte at every position of every length up to 24 must
 // still be escaped (or replaced) and survive the round trip.
 TEST(JsonWriterStringTest, SpecialByteAtEveryPositionRoundTrips) {
-  const std::vector<std::string> specials = {
-      "\"", "\\", "\n", std::string(1, '\0'), "\x01", "\x1f",
-      "\x7f",  // DEL needs no escaping
-      "\xC3\xA9", "\xF0\x9F\x98\x80", " ", "~"};
+  const std::vector<std::string> specials = {"\"",       "\\",
+                                             "\n",       std::string(1, '\0'),
+                                             "\x01",     "\x1f",
+                                             "\x7f",  // DEL needs no escaping
+                                             "\xC3\xA9", "\xF0\x9F\x98\x80",
+                                             " ",        "~"};
   ExecEvent e = SampleExec();
   e.args.clear();
   for (size_t len = 0; len <= 24; ++len) {
@@ -594,7 +598,8 @@ TEST(JsonWriterStringTest, SpecialByteAtEveryPositionRoundTrips) {
 
 std::vector<std::string> InvalidUtf8Args() {
   return {
-      "a\xFF" "b",         // byte never valid in UTF-8
+      "a\xFF"
+      "b",                 // byte never valid in UTF-8
       "\xC3",              // cut 2-byte sequence
       "\xC0\xAF",          // overlong '/'
       "\xED\xA0\x80",      // UTF-16 surrogate half
@@ -744,9 +749,9 @@ TEST(JsonWriterExitTest, UnknownProcessHasOnlyPidAndStartTime) {
   const Value& p = Get(d, "process");
   EXPECT_JSON_UINT(p, "pid", 4242);
   EXPECT_JSON_STR(p, "start_time", "2026-01-02T03:04:05.121459003Z");
-  for (const char* absent : {"ppid", "exec_id", "parent_exec_id", "binary",
-                             "cgroup_id", "build_id", "build_id_source",
-                             "build_id_error"}) {
+  for (const char* absent :
+       {"ppid", "exec_id", "parent_exec_id", "binary", "cgroup_id", "build_id",
+        "build_id_source", "build_id_error"}) {
     EXPECT_FALSE(Has(p, absent)) << absent;
   }
 }
@@ -808,14 +813,14 @@ ProcessInfo SnapSelf() {
 }
 
 TEST(JsonWriterSnapshotTest, EveryContractFieldWithItsType) {
-  SnapObject exe = Object("/usr/sbin/sshd", 393422,
-                          Known("\x0c\xfe\x2c", BuildIdSource::kSnapshot), true);
-  SnapObject libc =
-      Object("/usr/lib/x86_64-linux-gnu/libc.so.6", 393001,
-             Known("\xc6\xf2\xe8", BuildIdSource::kCache), false);
-  SnapObject odd = Object("/opt/blob.so", 5,
-                          Failed(EM_BID_ERR_NO_NOTE, BuildIdSource::kSnapshot),
-                          false);
+  SnapObject exe =
+      Object("/usr/sbin/sshd", 393422,
+             Known("\x0c\xfe\x2c", BuildIdSource::kSnapshot), true);
+  SnapObject libc = Object("/usr/lib/x86_64-linux-gnu/libc.so.6", 393001,
+                           Known("\xc6\xf2\xe8", BuildIdSource::kCache), false);
+  SnapObject odd =
+      Object("/opt/blob.so", 5,
+             Failed(EM_BID_ERR_NO_NOTE, BuildIdSource::kSnapshot), false);
   Document d = Parse(
       Writer().Snapshot(SampleTask(), SnapSelf(), &exe, {&exe, &libc, &odd}));
   EXPECT_JSON_UINT(d, "schema", 1);
@@ -889,9 +894,9 @@ TEST(JsonWriterSnapshotTest, NoExeMeansNoExeObjectAndNullBuildId) {
 }
 
 TEST(JsonWriterSnapshotTest, ExeBuildIdErrorIsNamed) {
-  SnapObject exe = Object("/memfd:x (deleted)", 7,
-                          Failed(EM_BID_ERR_READ_FAULT, BuildIdSource::kSnapshot),
-                          true);
+  SnapObject exe =
+      Object("/memfd:x (deleted)", 7,
+             Failed(EM_BID_ERR_READ_FAULT, BuildIdSource::kSnapshot), true);
   Document d = Parse(Writer().Snapshot(SampleTask(), SnapSelf(), &exe, {&exe}));
   const Value& p = Get(d, "process");
   EXPECT_JSON_NULL(p, "build_id");

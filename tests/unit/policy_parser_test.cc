@@ -122,9 +122,8 @@ TEST(ParseBuildIdHexTest, AcceptsEvenHexOf2To40DigitsInEitherCase) {
 }
 
 TEST(ParseBuildIdHexTest, RejectsEverythingElseWithOneMessage) {
-  for (absl::string_view bad :
-       {"", "a", "abc", "xyz0", "0x12", "ab cd", "g0",
-        "0123456789012345678901234567890123456789ab"}) {
+  for (absl::string_view bad : {"", "a", "abc", "xyz0", "0x12", "ab cd", "g0",
+                                "0123456789012345678901234567890123456789ab"}) {
     absl::StatusOr<std::string> r = ParseBuildIdHex(bad);
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
@@ -282,9 +281,9 @@ TEST(ParsePolicyTextTest, MetadataLabelsAndAnnotationsAreAccepted) {
 }
 
 TEST(ParsePolicyTextTest, AliasesAreFollowed) {
-  ParseResult r = Parse(absl::StrCat(
-      kHead, "  deny: &ids [{buildId: abcd, note: shared}]\n",
-      "  selector: {namespaces: &ns [prod], containers: *ns}\n"));
+  ParseResult r = Parse(
+      absl::StrCat(kHead, "  deny: &ids [{buildId: abcd, note: shared}]\n",
+                   "  selector: {namespaces: &ns [prod], containers: *ns}\n"));
   ASSERT_THAT(Errors(r), IsEmpty());
   ASSERT_THAT(r.set.policies, SizeIs(1));
   EXPECT_THAT(r.set.policies[0].deny, SizeIs(1));
@@ -292,13 +291,13 @@ TEST(ParsePolicyTextTest, AliasesAreFollowed) {
 }
 
 TEST(ParsePolicyTextTest, MultipleDocumentsSkippingEmptyOnes) {
-  std::string text = absl::StrCat("---\n",                  // 1
-                                  "# only a comment\n",     // 2
-                                  "---\n",                  // 3
-                                  Doc("one", "  {}\n"),     // 4-9
-                                  "---\n",                  // 10
-                                  "~\n",                    // 11
-                                  "---\n",                  // 12
+  std::string text = absl::StrCat("---\n",                          // 1
+                                  "# only a comment\n",             // 2
+                                  "---\n",                          // 3
+                                  Doc("one", "  {}\n"),             // 4-9
+                                  "---\n",                          // 10
+                                  "~\n",                            // 11
+                                  "---\n",                          // 12
                                   Doc("two", "  mode: enforce\n"),  // 13-18
                                   "...\n");
   ParseResult r = Parse(text);
@@ -330,8 +329,8 @@ TEST(ParsePolicyTextTest, AnInvalidDocumentDoesNotDropTheOthers) {
 }
 
 TEST(ParsePolicyTextTest, DuplicateNameInOneFile) {
-  ParseResult r = Parse(absl::StrCat(Doc("x", "  {}\n"), "---\n",
-                                     Doc("x", "  {}\n")));
+  ParseResult r =
+      Parse(absl::StrCat(Doc("x", "  {}\n"), "---\n", Doc("x", "  {}\n")));
   EXPECT_THAT(Errors(r), ElementsAre("p.yaml:11:9: metadata.name: \"x\" is "
                                      "already defined at p.yaml:4:9"));
   EXPECT_THAT(Names(r.set), ElementsAre("x"));
@@ -374,37 +373,48 @@ std::vector<ErrorCase> ErrorCases() {
       "ending with a letter or digit, or empty)";
   const std::string h(kHead);
   return {
-      {"BadMode", h + "  mode: block\n",
+      {"BadMode",
+       h + "  mode: block\n",
        {"p.yaml:6:9: spec.mode: \"block\" is not a mode (expected audit or "
         "enforce)"}},
-      {"BadAction", h + "  action: explode\n",
+      {"BadAction",
+       h + "  action: explode\n",
        {"p.yaml:6:11: spec.action: \"explode\" is not an action (expected "
         "alert or kill)"}},
-      {"KillWithoutEnforce", h + "  action: kill\n",
+      {"KillWithoutEnforce",
+       h + "  action: kill\n",
        {"p.yaml:6:11: spec.action: kill requires spec.mode: enforce"}},
-      {"KillWithAudit", h + "  mode: audit\n  action: kill\n",
+      {"KillWithAudit",
+       h + "  mode: audit\n  action: kill\n",
        {"p.yaml:7:11: spec.action: kill requires spec.mode: enforce"}},
-      {"BadUnknownBuildId", h + "  unknownBuildId: maybe\n",
+      {"BadUnknownBuildId",
+       h + "  unknownBuildId: maybe\n",
        {"p.yaml:6:19: spec.unknownBuildId: \"maybe\" is not a valid choice "
         "(expected allow or deny)"}},
       {"BadBuildIdThirdEntry",
        h + "  deny:\n  - buildId: ab\n  - buildId: cd\n  - buildId: xyz\n",
        {"p.yaml:9:14: spec.deny[2].buildId: \"xyz\" " + bid}},
-      {"OddBuildId", h + "  allow: [{buildId: abc}]\n",
+      {"OddBuildId",
+       h + "  allow: [{buildId: abc}]\n",
        {"p.yaml:6:21: spec.allow[0].buildId: \"abc\" " + bid}},
-      {"LongBuildId", h + "  deny: [{buildId: " + std::string(42, 'a') + "}]\n",
-       {"p.yaml:6:20: spec.deny[0].buildId: \"" + std::string(42, 'a') +
-        "\" " + bid}},
-      {"EntryUnknownField", h + "  deny:\n  - buildid: ab\n",
+      {"LongBuildId",
+       h + "  deny: [{buildId: " + std::string(42, 'a') + "}]\n",
+       {"p.yaml:6:20: spec.deny[0].buildId: \"" + std::string(42, 'a') + "\" " +
+        bid}},
+      {"EntryUnknownField",
+       h + "  deny:\n  - buildid: ab\n",
        {"p.yaml:7:5: spec.deny[0]: unknown field \"buildid\" (expected "
         "buildId, note)",
         "p.yaml:7:5: spec.deny[0].buildId: required"}},
-      {"EntryNotAMapping", h + "  deny: [abcd]\n",
+      {"EntryNotAMapping",
+       h + "  deny: [abcd]\n",
        {"p.yaml:6:10: spec.deny[0]: expected a mapping {buildId: HEX, note: "
         "TEXT}, got a scalar (\"abcd\")"}},
-      {"NoteNotAString", h + "  deny: [{buildId: ab, note: [x]}]\n",
+      {"NoteNotAString",
+       h + "  deny: [{buildId: ab, note: [x]}]\n",
        {"p.yaml:6:30: spec.deny[0].note: expected a string, got a sequence"}},
-      {"NoteNotUtf8", h + "  deny: [{buildId: ab, note: \"a\\0b\"}]\n",
+      {"NoteNotUtf8",
+       h + "  deny: [{buildId: ab, note: \"a\\0b\"}]\n",
        {"p.yaml:6:30: spec.deny[0].note: not valid UTF-8 text (expected "
         "UTF-8 without NUL bytes)"}},
       {"DenyAndAllowConflict",
@@ -412,16 +422,20 @@ std::vector<ErrorCase> ErrorCases() {
            "buildId: abcd\n",
        {"p.yaml:9:14: spec.allow: build ID abcd is also denied (at "
         "p.yaml:6:20); a policy cannot both deny and allow a build ID"}},
-      {"MissingName", "apiVersion: execmon.io/v1alpha1\nkind: ExecPolicy\n"
-                      "metadata: {labels: {a: b}}\nspec: {}\n",
+      {"MissingName",
+       "apiVersion: execmon.io/v1alpha1\nkind: ExecPolicy\n"
+       "metadata: {labels: {a: b}}\nspec: {}\n",
        {"p.yaml:3:11: metadata.name: required"}},
-      {"BadName", Doc("Foo_Bar", "  {}\n"),
+      {"BadName",
+       Doc("Foo_Bar", "  {}\n"),
        {"p.yaml:4:9: metadata.name: \"Foo_Bar\" is not a valid name " +
         subdomain}},
-      {"NameWithEmptyPart", Doc("a..b", "  {}\n"),
+      {"NameWithEmptyPart",
+       Doc("a..b", "  {}\n"),
        {"p.yaml:4:9: metadata.name: \"a..b\" is not a valid name " +
         subdomain}},
-      {"NameTooLong", Doc(std::string(254, 'a'), "  {}\n"),
+      {"NameTooLong",
+       Doc(std::string(254, 'a'), "  {}\n"),
        {"p.yaml:4:9: metadata.name: \"" + std::string(64, 'a') +
         "\"... is not a valid name " + subdomain}},
       {"NameNotAString",
@@ -440,9 +454,9 @@ std::vector<ErrorCase> ErrorCases() {
        "apiVersion: execmon.io/v1alpha1\nkind: ExecPolicy\nmetadata: {name: "
        "a}\n",
        {"p.yaml:1:1: spec: required"}},
-      {"SpecNull", h,
-       {"p.yaml:5:1: spec: expected a mapping, got null"}},
-      {"MissingApiVersion", "kind: ExecPolicy\nmetadata: {name: a}\nspec: {}\n",
+      {"SpecNull", h, {"p.yaml:5:1: spec: expected a mapping, got null"}},
+      {"MissingApiVersion",
+       "kind: ExecPolicy\nmetadata: {name: a}\nspec: {}\n",
        {"p.yaml:1:1: apiVersion: required (expected apiVersion: "
         "execmon.io/v1alpha1)"}},
       {"WrongApiVersion",
@@ -454,42 +468,57 @@ std::vector<ErrorCase> ErrorCases() {
        "apiVersion: execmon.io/v1alpha1\nmetadata: {name: a}\nspec: {}\n",
        {"p.yaml:1:1: kind: required (expected kind: ExecPolicy)"}},
       // Another kind: nothing else is checked.
-      {"WrongKind", "apiVersion: v1\nkind: ConfigMap\ndata: {a: b}\n",
+      {"WrongKind",
+       "apiVersion: v1\nkind: ConfigMap\ndata: {a: b}\n",
        {"p.yaml:2:7: kind: \"ConfigMap\" is not supported (expected "
         "ExecPolicy)"}},
-      {"UnknownTopLevelField", Doc("a", "  {}\n") + "status: {}\n",
+      {"UnknownTopLevelField",
+       Doc("a", "  {}\n") + "status: {}\n",
        {"p.yaml:7:1: unknown top-level field \"status\" (expected "
         "apiVersion, kind, metadata, spec)"}},
-      {"UnknownSpecField", h + "  modes: enforce\n",
+      {"UnknownSpecField",
+       h + "  modes: enforce\n",
        {"p.yaml:6:3: spec: unknown field \"modes\" (expected mode, action, "
         "deny, allow, denyFrom, allowFrom, unknownBuildId, selector)"}},
-      {"UnknownSelectorField", h + "  selector: {namespace: [a]}\n",
+      {"UnknownSelectorField",
+       h + "  selector: {namespace: [a]}\n",
        {"p.yaml:6:14: spec.selector: unknown field \"namespace\" (expected "
         "namespaces, matchLabels, matchExpressions, containers, host)"}},
-      {"DuplicateField", h + "  mode: enforce\n  mode: audit\n",
+      {"DuplicateField",
+       h + "  mode: enforce\n  mode: audit\n",
        {"p.yaml:7:3: spec.mode: duplicate field (first at p.yaml:6:3)"}},
-      {"DenyNotASequence", h + "  deny: abc\n",
+      {"DenyNotASequence",
+       h + "  deny: abc\n",
        {"p.yaml:6:9: spec.deny: expected a sequence, got a scalar (\"abc\")"}},
-      {"AllowNull", h + "  allow:\n  mode: audit\n",
+      {"AllowNull",
+       h + "  allow:\n  mode: audit\n",
        {"p.yaml:6:3: spec.allow: expected a sequence, got null (write [] "
         "for an empty list)"}},
-      {"ModeNotAScalar", h + "  mode: [enforce]\n",
+      {"ModeNotAScalar",
+       h + "  mode: [enforce]\n",
        {"p.yaml:6:9: spec.mode: expected a string, got a sequence"}},
-      {"SelectorNotAMapping", h + "  selector: []\n",
+      {"SelectorNotAMapping",
+       h + "  selector: []\n",
        {"p.yaml:6:13: spec.selector: expected a mapping, got a sequence"}},
-      {"DocumentNotAMapping", "- a\n- b\n",
+      {"DocumentNotAMapping",
+       "- a\n- b\n",
        {"p.yaml:1:1: document: expected a mapping (an ExecPolicy), got a "
         "sequence"}},
-      {"DocumentScalar", "---\nhello\n",
+      {"DocumentScalar",
+       "---\nhello\n",
        {"p.yaml:2:1: document: expected a mapping (an ExecPolicy), got a "
         "scalar"}},
-      {"NonScalarKey", Doc("a", "  {}\n") + "[x]: y\n",
+      {"NonScalarKey",
+       Doc("a", "  {}\n") + "[x]: y\n",
        {"p.yaml:7:1: document: expected a field name, got a sequence"}},
-      {"SyntaxErrorFlow", h + "  deny: [{buildId: ab}\n",
+      {"SyntaxErrorFlow",
+       h + "  deny: [{buildId: ab}\n",
        {"p.yaml:7:1: YAML syntax error: end of sequence flow not found"}},
-      {"SyntaxErrorIndent", "a: b\n  c: d\n",
+      {"SyntaxErrorIndent",
+       "a: b\n  c: d\n",
        {"p.yaml:2:4: YAML syntax error: illegal map value"}},
-      {"SyntaxErrorUndefinedAlias", h + "  deny: *nope\n",
+      {"SyntaxErrorUndefinedAlias",
+       h + "  deny: *nope\n",
        {"p.yaml:6:9: YAML syntax error: the referenced anchor is not "
         "defined"}},
       {"HostWithPodSelector",
@@ -497,35 +526,48 @@ std::vector<ErrorCase> ErrorCases() {
        {"p.yaml:8:11: spec.selector.host: true cannot be combined with "
         "namespaces/matchLabels/matchExpressions/containers (host "
         "processes have no pod)"}},
-      {"HostNotABool", h + "  selector: {host: yes}\n",
+      {"HostNotABool",
+       h + "  selector: {host: yes}\n",
        {"p.yaml:6:20: spec.selector.host: \"yes\" is not a boolean "
         "(expected true or false)"}},
-      {"HostQuoted", h + "  selector: {host: \"true\"}\n",
+      {"HostQuoted",
+       h + "  selector: {host: \"true\"}\n",
        {"p.yaml:6:20: spec.selector.host: \"true\" is a quoted string, not "
         "a boolean (expected true or false)"}},
-      {"BadNamespace", h + "  selector: {namespaces: [prod, Prod]}\n",
+      {"BadNamespace",
+       h + "  selector: {namespaces: [prod, Prod]}\n",
        {"p.yaml:6:33: spec.selector.namespaces[1]: \"Prod\" is not a "
-        "namespace name " + label}},
+        "namespace name " +
+        label}},
       {"NamespaceTooLong",
        h + "  selector: {namespaces: [" + std::string(64, 'n') + "]}\n",
-       {"p.yaml:6:27: spec.selector.namespaces[0]: \"" +
-        std::string(64, 'n') + "\" is not a namespace name " + label}},
-      {"BadContainer", h + "  selector: {containers: [-nginx]}\n",
+       {"p.yaml:6:27: spec.selector.namespaces[0]: \"" + std::string(64, 'n') +
+        "\" is not a namespace name " + label}},
+      {"BadContainer",
+       h + "  selector: {containers: [-nginx]}\n",
        {"p.yaml:6:27: spec.selector.containers[0]: \"-nginx\" is not a "
-        "container name " + label}},
-      {"BadLabelKey", h + "  selector: {matchLabels: {\"a b\": c}}\n",
+        "container name " +
+        label}},
+      {"BadLabelKey",
+       h + "  selector: {matchLabels: {\"a b\": c}}\n",
        {"p.yaml:6:28: spec.selector.matchLabels: \"a b\" is not a label key " +
         key}},
-      {"BadLabelKeyPrefix", h + "  selector: {matchLabels: {Ex.com/a: c}}\n",
+      {"BadLabelKeyPrefix",
+       h + "  selector: {matchLabels: {Ex.com/a: c}}\n",
        {"p.yaml:6:28: spec.selector.matchLabels: \"Ex.com/a\" is not a "
-        "label key " + key}},
-      {"BadLabelValue", h + "  selector: {matchLabels: {app: -web}}\n",
+        "label key " +
+        key}},
+      {"BadLabelValue",
+       h + "  selector: {matchLabels: {app: -web}}\n",
        {"p.yaml:6:33: spec.selector.matchLabels[\"app\"]: \"-web\" is not a "
-        "label value " + value}},
-      {"NullLabelValue", h + "  selector: {matchLabels: {app: }}\n",
+        "label value " +
+        value}},
+      {"NullLabelValue",
+       h + "  selector: {matchLabels: {app: }}\n",
        {"p.yaml:6:28: spec.selector.matchLabels[\"app\"]: expected a string, "
         "got null"}},
-      {"DuplicateLabelKey", h + "  selector: {matchLabels: {app: a, app: b}}\n",
+      {"DuplicateLabelKey",
+       h + "  selector: {matchLabels: {app: a, app: b}}\n",
        {"p.yaml:6:36: spec.selector.matchLabels[\"app\"]: duplicate key "
         "(first at p.yaml:6:28)"}},
       {"ExpressionMissingKeyAndOperator",
@@ -561,20 +603,25 @@ std::vector<ErrorCase> ErrorCases() {
        h + "  selector: {matchExpressions: [{key: \"a b\", operator: In, "
            "values: [\"c d\"]}]}\n",
        {"p.yaml:6:39: spec.selector.matchExpressions[0].key: \"a b\" is not a "
-        "label key " + key,
+        "label key " +
+            key,
         "p.yaml:6:69: spec.selector.matchExpressions[0].values[0]: \"c d\" "
-        "is not a label value " + value}},
+        "is not a label value " +
+            value}},
       {"ExpressionUnknownField",
        h + "  selector: {matchExpressions: [{key: a, operator: Exists, "
            "op: x}]}\n",
        {"p.yaml:6:60: spec.selector.matchExpressions[0]: unknown field "
         "\"op\" (expected key, operator, values)"}},
-      {"ListFileEmptyPath", h + "  denyFrom: [\"\"]\n",
+      {"ListFileEmptyPath",
+       h + "  denyFrom: [\"\"]\n",
        {"p.yaml:6:14: spec.denyFrom[0]: expected a file path, got an empty "
         "string"}},
-      {"ListFileNotAString", h + "  allowFrom: [[a]]\n",
+      {"ListFileNotAString",
+       h + "  allowFrom: [[a]]\n",
        {"p.yaml:6:15: spec.allowFrom[0]: expected a string, got a sequence"}},
-      {"SelfReferentialAlias", h + "  deny: &x [*x]\n",
+      {"SelfReferentialAlias",
+       h + "  deny: &x [*x]\n",
        {"p.yaml:6:9: spec.deny[0]: expected a mapping {buildId: HEX, note: "
         "TEXT}, got a sequence"}},
   };
@@ -634,17 +681,17 @@ TEST(ParsePolicyTextTest, ErrorsPerFileAreCapped) {
 TEST(ListFileTest, CommentsNotesBlankLinesCrlfAndBom) {
   TempDir dir;
   std::string path = dir.Write("ids.txt",
-                               "\xEF\xBB\xBF# header comment\r\n"    // 1
-                               "\r\n"                                 // 2
+                               "\xEF\xBB\xBF# header comment\r\n"        // 1
+                               "\r\n"                                    // 2
                                "abcd1234  curl 7.88 CVE-2023-38545\r\n"  // 3
-                               "   # indented comment\n"              // 4
-                               "EF015678 # with hash\n"               // 5
-                               "0011#tight\n"                         // 6
-                               "  2233\t\n"                           // 7
-                               "   \t \n"                             // 8
-                               "4455 #\n"                             // 9
-                               "abcd1234 second entry loses\n"        // 10
-                               "6677");                               // 11
+                               "   # indented comment\n"                 // 4
+                               "EF015678 # with hash\n"                  // 5
+                               "0011#tight\n"                            // 6
+                               "  2233\t\n"                              // 7
+                               "   \t \n"                                // 8
+                               "4455 #\n"                                // 9
+                               "abcd1234 second entry loses\n"           // 10
+                               "6677");                                  // 11
   BuildIdMap out;
   std::vector<PolicyError> errors;
   EXPECT_EQ(ReadBuildIdList(path, &out, &errors), 7u);
@@ -678,12 +725,15 @@ TEST(ListFileTest, BadLinesReportFileLineAndColumn) {
   EXPECT_THAT(
       Errors(errors),
       ElementsAre(
-          absl::StrCat(path, ":2:3: \"xyz1\" is not a build ID (expected 2 to "
-                             "40 hex digits, an even number)"),
-          absl::StrCat(path, ":3:1: \"abc\" is not a build ID (expected 2 to "
-                             "40 hex digits, an even number)"),
-          absl::StrCat(path, ":4:6: the note is not valid UTF-8 text "
-                             "(expected UTF-8 without NUL bytes)")));
+          absl::StrCat(path,
+                       ":2:3: \"xyz1\" is not a build ID (expected 2 to "
+                       "40 hex digits, an even number)"),
+          absl::StrCat(path,
+                       ":3:1: \"abc\" is not a build ID (expected 2 to "
+                       "40 hex digits, an even number)"),
+          absl::StrCat(path,
+                       ":4:6: the note is not valid UTF-8 text "
+                       "(expected UTF-8 without NUL bytes)")));
   EXPECT_THAT(out, SizeIs(2));
 }
 
@@ -727,9 +777,9 @@ TEST(ListFileTest, ReadSmallFileLimitsAndTypes) {
   EXPECT_EQ(*ReadSmallFile(path, 10), "0123456789");
   absl::StatusOr<std::string> big = ReadSmallFile(path, 9);
   ASSERT_FALSE(big.ok());
-  EXPECT_EQ(big.status().message(),
-            absl::StrCat("\"", path,
-                         "\" is too large (10 bytes; the limit is 9)"));
+  EXPECT_EQ(
+      big.status().message(),
+      absl::StrCat("\"", path, "\" is too large (10 bytes; the limit is 9)"));
   absl::StatusOr<std::string> d = ReadSmallFile(dir.path(), 100);
   ASSERT_FALSE(d.ok());
   EXPECT_EQ(d.status().message(),
@@ -747,8 +797,7 @@ TEST(ListFileTest, ReadSmallFileLimitsAndTypes) {
 TEST(ListFileTest, HundredThousandIdsLoadFastAndAllArePresent) {
   constexpr int kCount = 100000;
   auto hex = [](uint64_t i) {
-    return absl::StrFormat("%08x%016x%016x", i, i * 0x9E3779B97F4A7C15ull,
-                           ~i);
+    return absl::StrFormat("%08x%016x%016x", i, i * 0x9E3779B97F4A7C15ull, ~i);
   };
   std::string text = "# generated\n";
   for (int i = 0; i < kCount; ++i) {
@@ -766,8 +815,7 @@ TEST(ListFileTest, HundredThousandIdsLoadFastAndAllArePresent) {
   // everything down several times, so only the other checks apply there.
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
   EXPECT_LT(elapsed, std::chrono::seconds(1))
-      << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed)
-             .count()
+      << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
       << " ms";
 #endif
   EXPECT_EQ(n, static_cast<size_t>(kCount));
@@ -790,10 +838,10 @@ TEST(ListFileTest, PolicyDenyFromAndAllowFrom) {
   dir.Write("lists/deny.txt", "# bad\nabcd1234 curl CVE\n00ff\n");
   std::string allow_abs = dir.Write("allow.txt", "1122 distro\n");
   dir.Write("empty.txt", "");
-  std::string text = absl::StrCat(
-      kHead, "  deny: [{buildId: 00FF, note: inline}]\n",
-      "  denyFrom: [lists/deny.txt]\n", "  allowFrom: [", allow_abs,
-      ", empty.txt]\n");
+  std::string text =
+      absl::StrCat(kHead, "  deny: [{buildId: 00FF, note: inline}]\n",
+                   "  denyFrom: [lists/deny.txt]\n", "  allowFrom: [",
+                   allow_abs, ", empty.txt]\n");
   ParseResult r = Parse(text, dir.path());
   ASSERT_THAT(Errors(r), IsEmpty());
   ASSERT_THAT(r.set.policies, SizeIs(1));
@@ -839,10 +887,9 @@ TEST(ListFileTest, ListFileThatIsADirectory) {
   dir.Write("sub/x", "");
   ParseResult r =
       Parse(absl::StrCat(kHead, "  allowFrom: [sub]\n"), dir.path());
-  EXPECT_THAT(Errors(r),
-              ElementsAre(absl::StrCat("p.yaml:6:15: spec.allowFrom[0]: \"",
-                                       dir.path(),
-                                       "/sub\" is not a regular file")));
+  EXPECT_THAT(Errors(r), ElementsAre(absl::StrCat(
+                             "p.yaml:6:15: spec.allowFrom[0]: \"", dir.path(),
+                             "/sub\" is not a regular file")));
 }
 
 TEST(ListFileTest, BadLineInAListFileInvalidatesThePolicy) {
@@ -864,11 +911,11 @@ TEST(ListFileTest, ConflictBetweenDenyListFileAndAllow) {
   ParseResult r = Parse(absl::StrCat(kHead, "  denyFrom: [deny.txt]\n",
                                      "  allow: [{buildId: aabb}]\n"),
                         dir.path());
-  EXPECT_THAT(Errors(r),
-              ElementsAre(absl::StrCat(
-                  "p.yaml:7:21: spec.allow: build ID aabb is also denied (at ",
-                  list,
-                  ":2:3); a policy cannot both deny and allow a build ID")));
+  EXPECT_THAT(
+      Errors(r),
+      ElementsAre(absl::StrCat(
+          "p.yaml:7:21: spec.allow: build ID aabb is also denied (at ", list,
+          ":2:3); a policy cannot both deny and allow a build ID")));
   EXPECT_THAT(r.set.policies, IsEmpty());
 }
 
@@ -1098,27 +1145,30 @@ TEST(LintTest, JsonReport) {
 // is valid, and warned about; scoped, audited or alerting ones are not.
 TEST(LintTest, WarnsAboutNodeWideEnforceAllowlists) {
   TempDir dir;
-  dir.Write("a.yaml",
-            absl::StrCat(
-                Doc("allow-all-node",
-                    "  mode: enforce\n  action: kill\n"
-                    "  allow: [{buildId: 99}]\n"),
-                "---\n",
-                Doc("unknown-deny",
-                    "  mode: enforce\n  action: kill\n"
-                    "  unknownBuildId: deny\n"),
-                "---\n",
-                Doc("scoped", "  mode: enforce\n  action: kill\n"
-                              "  selector: {host: false}\n"
-                              "  allow: [{buildId: 99}]\n"),
-                "---\n",
-                Doc("audited", "  mode: audit\n  allow: [{buildId: 99}]\n"),
-                "---\n",
-                Doc("alerting", "  mode: enforce\n  action: alert\n"
-                                "  allow: [{buildId: 99}]\n"),
-                "---\n",
-                Doc("deny-only", "  mode: enforce\n  action: kill\n"
-                                 "  deny: [{buildId: 99}]\n")));
+  dir.Write(
+      "a.yaml",
+      absl::StrCat(Doc("allow-all-node",
+                       "  mode: enforce\n  action: kill\n"
+                       "  allow: [{buildId: 99}]\n"),
+                   "---\n",
+                   Doc("unknown-deny",
+                       "  mode: enforce\n  action: kill\n"
+                       "  unknownBuildId: deny\n"),
+                   "---\n",
+                   Doc("scoped",
+                       "  mode: enforce\n  action: kill\n"
+                       "  selector: {host: false}\n"
+                       "  allow: [{buildId: 99}]\n"),
+                   "---\n",
+                   Doc("audited", "  mode: audit\n  allow: [{buildId: 99}]\n"),
+                   "---\n",
+                   Doc("alerting",
+                       "  mode: enforce\n  action: alert\n"
+                       "  allow: [{buildId: 99}]\n"),
+                   "---\n",
+                   Doc("deny-only",
+                       "  mode: enforce\n  action: kill\n"
+                       "  deny: [{buildId: 99}]\n")));
   std::string out;
   EXPECT_EQ(LintPolicyDir(dir.path(), false, &out), 0);
   const std::string tail =
