@@ -25,12 +25,12 @@ void Check(bool ok) {
   if (!ok) abort();
 }
 
-void CheckEntries(
-    const absl::flat_hash_map<std::string, execmon::BuildIdEntry>& m) {
+void CheckEntries(const execmon::BuildIdMap& m) {
   for (const auto& [id, entry] : m) {
-    Check(!id.empty() && id.size() <= 20);
-    Check(entry.build_id == id);
-    Check(entry.pos.line >= 1 && entry.pos.column >= 1);
+    Check(!id.view().empty() && id.view().size() <= 20);
+    Check(m.find(id.view()) != m.end());  // found by its raw bytes
+    Check(entry.file != nullptr && !entry.file->empty());
+    Check(entry.line >= 1 && entry.column >= 1);
   }
 }
 
@@ -74,7 +74,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
 
   // The same bytes as a list file.
-  absl::flat_hash_map<std::string, execmon::BuildIdEntry> ids;
+  execmon::BuildIdMap ids;
   std::vector<execmon::PolicyError> errors;
   size_t n = execmon::ParseBuildIdList(text, "fuzz.txt", &ids, &errors);
   Check(ids.size() <= n);
