@@ -9,6 +9,7 @@ metric they select from instead (see EXEMPT).
 """
 import json
 import re
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -374,11 +375,18 @@ class ExecLoad:
         self._thread.start()
 
     def _run(self):
+        # A process without a build ID that lives a second: the late
+        # (iterator) resolver reads running processes only, and a short one
+        # has usually exited before its exec record is read (up to the
+        # agent's 50 ms poll interval later).
+        lasting = None
         try:
             i = 0
             while not self._stop.is_set():
                 run([BIN / "hello_pie8"])
                 run([BIN / "hello_noid"])
+                if lasting is None or lasting.poll() is not None:
+                    lasting = subprocess.Popen([str(BIN / "hello_noid"), "sleep", "1"])
                 run([BIN / "hello_nopie20"])
                 fresh = fresh_copy(BIN / "hello_pie8", self.dir / f"fresh{i % 8}")
                 run([fresh])
@@ -386,6 +394,9 @@ class ExecLoad:
                 self._stop.wait(0.1)
         except BaseException as e:  # reported by stop()
             self.error = e
+        finally:
+            if lasting is not None:
+                lasting.wait()
 
     def stop(self):
         self._stop.set()
