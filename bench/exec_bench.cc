@@ -41,7 +41,7 @@
 #include <string_view>
 #include <vector>
 
-#include "bench/bench_args.h"
+#include "bench/bench_util.h"
 
 namespace {
 
@@ -91,12 +91,6 @@ Options Parse(int argc, char** argv) {
   return o;
 }
 
-int64_t NowNs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
-}
-
 std::vector<char> ReadFile(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) DieErrno("open " + path);
@@ -126,31 +120,16 @@ void WriteFile(const std::string& path, const std::vector<char>& data) {
   if (close(fd) != 0) DieErrno("close " + path);
 }
 
-char* kEmptyEnv[] = {nullptr};
-
 // One fork/spawn + execve + waitpid. Returns its duration in ns.
 int64_t RunOnce(const Options& o, const char* path, char* const* argv) {
-  int64_t t0 = NowNs();
-  pid_t pid;
-  if (o.spawn == "vfork") {
-    int rc = posix_spawn(&pid, path, nullptr, nullptr, argv, kEmptyEnv);
-    if (rc != 0) {
-      errno = rc;
-      DieErrno(std::string("posix_spawn ") + path);
-    }
-  } else {
-    pid = fork();
-    if (pid < 0) DieErrno("fork");
-    if (pid == 0) {
-      execve(path, argv, kEmptyEnv);
-      _exit(127);
-    }
+  int64_t t0 = execmon_bench::MonotonicNs();
+  int status = execmon_bench::SpawnAndWait(path, argv, o.spawn == "vfork");
+  int64_t t1 = execmon_bench::MonotonicNs();
+  if (status < 0) {
+    DieErrno(
+        std::string(o.spawn == "vfork" ? "posix_spawn " : "fork/waitpid ") +
+        path);
   }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) DieErrno("waitpid");
-  }
-  int64_t t1 = NowNs();
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     Die(std::string(path) + ": exec failed or exited abnormally (status " +
         std::to_string(status) + ")");
@@ -221,13 +200,13 @@ int main(int argc, char** argv) {
   char* timed_argv[] = {arg0, timed, nullptr};
 
   for (long i = 0; i < o.warmup; ++i) RunOnce(o, o.binary.c_str(), warm_argv);
-  int64_t start = NowNs();
+  int64_t start = execmon_bench::MonotonicNs();
   for (long i = 0; i < o.count; ++i) {
     const char* path = paths.empty() ? o.binary.c_str()
                                      : paths[static_cast<size_t>(i)].c_str();
     ns[static_cast<size_t>(i)] = RunOnce(o, path, timed_argv);
   }
-  int64_t elapsed = NowNs() - start;
+  int64_t elapsed = execmon_bench::MonotonicNs() - start;
 
   for (const std::string& p : paths) {
     if (unlink(p.c_str()) != 0) DieErrno("unlink " + p);

@@ -29,7 +29,7 @@
 #include <string_view>
 #include <vector>
 
-#include "bench/bench_args.h"
+#include "bench/bench_util.h"
 
 namespace {
 
@@ -80,34 +80,10 @@ Options Parse(int argc, char** argv) {
   return o;
 }
 
-int64_t NowNs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
-}
-
-char* kEmptyEnv[] = {nullptr};
-
 bool RunOnce(const Options& o, char* const* argv) {
-  pid_t pid;
-  if (o.spawn == "vfork") {
-    if (posix_spawn(&pid, o.binary.c_str(), nullptr, nullptr, argv,
-                    kEmptyEnv) != 0) {
-      return false;
-    }
-  } else {
-    pid = fork();
-    if (pid < 0) return false;
-    if (pid == 0) {
-      execve(o.binary.c_str(), argv, kEmptyEnv);
-      _exit(127);
-    }
-  }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return false;
-  }
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  int status =
+      execmon_bench::SpawnAndWait(o.binary.c_str(), argv, o.spawn == "vfork");
+  return status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 // Runs in worker `index`: waits for the start signal, execs until the
@@ -123,12 +99,13 @@ bool RunOnce(const Options& o, char* const* argv) {
   }
   char c;
   if (read(start_fd, &c, 1) < 0) DieErrno("read start pipe");
-  int64_t deadline = NowNs() + static_cast<int64_t>(o.seconds * 1e9);
+  int64_t deadline =
+      execmon_bench::MonotonicNs() + static_cast<int64_t>(o.seconds * 1e9);
   char arg0[] = "tiny";
   char arg1[] = "s";
   char* argv[] = {arg0, arg1, nullptr};
   WorkerResult r;
-  while (NowNs() < deadline) {
+  while (execmon_bench::MonotonicNs() < deadline) {
     if (RunOnce(o, argv)) {
       ++r.made;
     } else {
@@ -166,7 +143,7 @@ int main(int argc, char** argv) {
     pids.push_back(pid);
   }
   close(start[0]);
-  int64_t t0 = NowNs();
+  int64_t t0 = execmon_bench::MonotonicNs();
   close(start[1]);  // read() returns 0 in every worker: go
 
   std::vector<WorkerResult> results(pids.size());
@@ -181,7 +158,7 @@ int main(int argc, char** argv) {
       Die("worker " + std::to_string(i) + " failed");
     }
   }
-  double elapsed = static_cast<double>(NowNs() - t0) / 1e9;
+  double elapsed = static_cast<double>(execmon_bench::MonotonicNs() - t0) / 1e9;
   // CPU time of this process, the workers and all their children.
   double cpu = 0;
   for (int who : {RUSAGE_SELF, RUSAGE_CHILDREN}) {

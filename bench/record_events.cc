@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "agent/bpf/bpf_loader.h"
-#include "bench/bench_args.h"
+#include "bench/bench_util.h"
 #include "bpf/execmon_abi.h"
 
 namespace {

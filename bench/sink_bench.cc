@@ -64,7 +64,7 @@
 #include "agent/sink/event_sink.h"
 #include "agent/sink/json_lines_sink.h"
 #include "agent/sink/kafka_sink.h"
-#include "bench/bench_args.h"
+#include "bench/bench_util.h"
 #include "bpf/execmon_abi.h"
 
 namespace {

@@ -1,11 +1,15 @@
-// Command-line and error helpers shared by the C++ benchmark tools
-// (exec_bench, exec_storm, record_events, sink_bench). Plain libc and std:
+// Helpers shared by the C++ benchmark tools (exec_bench, exec_storm,
+// record_events, sink_bench): arguments, errors, clocks, and the
+// fork/spawn + execve + waitpid of one exec. Plain libc and std:
 // exec_bench and exec_storm stay small processes, since a larger parent
 // makes every fork they time slower.
-#ifndef EXECMON_BENCH_BENCH_ARGS_H_
-#define EXECMON_BENCH_BENCH_ARGS_H_
+#ifndef EXECMON_BENCH_BENCH_UTIL_H_
+#define EXECMON_BENCH_BENCH_UTIL_H_
 
+#include <spawn.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
@@ -51,13 +55,47 @@ inline long ToLong(const std::string& s, const char* name) {
   return v;
 }
 
-// CLOCK_MONOTONIC in seconds.
+// CLOCK_MONOTONIC in seconds, and in nanoseconds.
 inline double MonotonicSeconds() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<double>(ts.tv_sec) + ts.tv_nsec / 1e9;
 }
 
+inline int64_t MonotonicNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
+
+// Runs `path` with `argv` and an empty environment, by fork + execve or,
+// with `vfork`, posix_spawn (glibc: clone(CLONE_VM|CLONE_VFORK)), and waits
+// for it. Returns its wait status, or -1 with errno set when it could not
+// be started or waited for.
+inline int SpawnAndWait(const char* path, char* const* argv, bool vfork) {
+  static char* const kEmptyEnv[] = {nullptr};
+  pid_t pid;
+  if (vfork) {
+    int rc = posix_spawn(&pid, path, nullptr, nullptr, argv, kEmptyEnv);
+    if (rc != 0) {
+      errno = rc;
+      return -1;
+    }
+  } else {
+    pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+      execve(path, argv, kEmptyEnv);
+      _exit(127);
+    }
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return -1;
+  }
+  return status;
+}
+
 }  // namespace execmon_bench
 
-#endif  // EXECMON_BENCH_BENCH_ARGS_H_
+#endif  // EXECMON_BENCH_BENCH_UTIL_H_
