@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -138,6 +139,25 @@ def wait_for_quiet(max_wait, window=0.5, limit=0.05):
             frac = 1.0
         if frac < limit or time.monotonic() > deadline:
             return frac
+
+
+def alternated_rounds(conds, rounds, max_seconds, quiet_wait=None, what=""):
+    """Yields (r, conds in round r's order) for each round to run. The order
+    rotates by one condition per round. No round starts that could end
+    after `max_seconds` from the first, judged by the longest round so far.
+    With `quiet_wait`, each round first waits (at most that long) for a
+    quiet machine (wait_for_quiet)."""
+    t0 = time.monotonic()
+    longest = 0.0
+    for r in range(rounds):
+        if time.monotonic() - t0 + longest > max_seconds:
+            print(f"# {what}stopping after {r} rounds (--max_seconds)", file=sys.stderr)
+            return
+        t_round = time.monotonic()
+        if quiet_wait is not None:
+            wait_for_quiet(quiet_wait)
+        yield r, conds[r % len(conds):] + conds[:r % len(conds)]
+        longest = max(longest, time.monotonic() - t_round)
 
 
 def fresh_copy(src, dst):

@@ -570,19 +570,12 @@ def part_exec(args, dirs, logdir, results):
         f_path = bl.fresh_copy(bl.TINY, bindir / "tiny")
         time.sleep(2.0)  # older than --cache_min_age=1s: every exec a cache hit
         t0 = time.monotonic()
-        longest = 0.0
-        for r in range(args.rounds):
-            if time.monotonic() - t0 + longest > args.max_seconds:
-                print(f"# exec: stopping after {r} rounds (--max_seconds)", file=sys.stderr)
-                break
-            tr = time.monotonic()
-            bl.wait_for_quiet(args.quiet_wait)
-            order = conds[r % len(conds):] + conds[:r % len(conds)]
+        for r, order in bl.alternated_rounds(conds, args.rounds, args.max_seconds,
+                                             args.quiet_wait, "exec: "):
             noisy = False
             for c in order:
                 noisy |= exec_batch(c, args, f_path, logdir, f"exec.r{r:03d}.{c.name}")
             noisy_rounds.append(noisy)
-            longest = max(longest, time.monotonic() - tr)
             print(f"# exec round {r + 1}{' NOISY' if noisy else ''}: " + "  ".join(
                 f"{c.name}={c.round_medians[-1] / 1e3:.0f}us" for c in conds) +
                 f"  load {loadavg()}", file=sys.stderr)

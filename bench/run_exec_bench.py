@@ -237,21 +237,14 @@ def main():
         t0 = time.monotonic()
         rounds = 0
         noisy_rounds = []
-        longest = 0.0
-        for r in range(args.rounds):
-            if time.monotonic() - t0 + longest > args.max_seconds:
-                print(f"# stopping after {rounds} rounds (--max_seconds)", file=sys.stderr)
-                break
-            t_round = time.monotonic()
-            bl.wait_for_quiet(args.quiet_wait)
-            order = conds[r % len(conds):] + conds[:r % len(conds)]
+        for r, order in bl.alternated_rounds(conds, args.rounds, args.max_seconds,
+                                             args.quiet_wait):
             noisy = False
             for c in order:
                 noisy |= run_batch(c, args, f_path, copies_dir, logdir,
                                    f"r{r:03d}.{c.name}")
             noisy_rounds.append(noisy)
             rounds += 1
-            longest = max(longest, time.monotonic() - t_round)
             if any(c.batches[-1]["other_execmon"] for c in conds):
                 print("# another execmon ran during this round", file=sys.stderr)
             print(f"# round {r + 1}/{args.rounds}{' NOISY' if noisy else ''}: " +

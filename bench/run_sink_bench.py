@@ -187,14 +187,7 @@ def run_one(mode, args, records, broker, tag):
 
 def throughput(args, logdir, broker, records, modes):
     runs = {m: [] for m in modes}
-    t0 = time.monotonic()
-    longest = 0
-    for rnd in range(args.rounds):
-        if rnd and time.monotonic() - t0 + longest > args.max_seconds:
-            print(f"# stopping after {rnd} rounds (--max_seconds)", file=sys.stderr)
-            break
-        tr = time.monotonic()
-        order = modes[rnd % len(modes):] + modes[:rnd % len(modes)]
+    for rnd, order in bl.alternated_rounds(modes, args.rounds, args.max_seconds):
         for m in order:
             res = run_one(m, args, records, broker, f"r{rnd}")
             runs[m].append(res)
@@ -202,7 +195,6 @@ def throughput(args, logdir, broker, records, modes):
                   f"{res['events_per_cpu_s']:.0f} ev/CPU-s, load "
                   f"{' '.join(res['loadavg_before'])} -> "
                   f"{' '.join(res['loadavg_after'])}", file=sys.stderr)
-        longest = max(longest, time.monotonic() - tr)
     return runs
 
 
