@@ -123,6 +123,11 @@ def foreign_agents(own=()):
     return pids
 
 
+def loadavg():
+    """The 1, 5 and 15 minute load averages, as /proc/loadavg writes them."""
+    return Path("/proc/loadavg").read_text().split()[:3]
+
+
 def wait_for_quiet(max_wait, window=0.5, limit=0.05):
     """Waits (at most max_wait s) until no other execmon runs and the
     machine's busy + steal time over `window` s is below `limit` of one CPU

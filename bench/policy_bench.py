@@ -216,7 +216,7 @@ def lint(dirs):
 # ---------------------------------------------------------------- helpers
 
 def loadavg():
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return " ".join(bl.loadavg())
 
 
 def med(xs):
@@ -456,59 +456,13 @@ def part_reload(args, dirs, big, logdir, results):
 # ---------------------------------------------------------------- exec overhead
 
 def exec_batch(cond, args, f_path, logdir, tag):
-    """One batch (as run_exec_bench.run_batch), plus the control exec and the
-    verdict checks. Returns True if the batch was noisy."""
-    agent = None
-    if cond.agent_flags is not None:
-        agent = bl.Agent(logdir, tag, cond.agent_flags, cpu=1 if args.pin else None)
-    # Untimed positive control, in every condition alike.
-    subprocess.run(["tiny_denied", "control"], executable=str(TINY_DENIED), check=True)
-    time.sleep(args.settle)
-    samples_file = logdir / f"{tag}.ns"
-    cmd = [str(bl.EXEC_BENCH), f"--binary={f_path}", f"--count={args.count}",
-           f"--warmup={args.warmup}", f"--spawn={args.spawn}", f"--out={samples_file}"]
-    if args.pin:
-        cmd.append("--cpu=0")
-    own = {agent.proc.pid} if agent else set()
-    others = bl.foreign_agents(own)
-    busy0, steal0 = bl.cpu_times()
-    acpu0 = agent.cpu_seconds() if agent else 0.0
-    t0 = time.monotonic()
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.monotonic() - t0
-    acpu = (agent.cpu_seconds() - acpu0) if agent else 0.0
-    busy1, steal1 = bl.cpu_times()
-    others += bl.foreign_agents(own)
-    if r.returncode != 0:
-        if agent:
-            agent.stop()
-        bl.die(f"{' '.join(cmd)} failed:\n{r.stderr}")
-    samples = [int(x) for x in samples_file.read_text().split()]
-    bench_cpu_ns = json.loads(r.stdout)["cpu_ns"]
-    foreign = (busy1 - busy0) - (bench_cpu_ns / 1e9 + acpu)
-    steal = steal1 - steal0
-    if agent:
-        summary = agent.stop()
-        events = agent.exec_events()
-        reb.verify(cond, events, summary, f_path, None, args.count)
-        check_verdicts(cond, events, f_path, agent)
-        for k, v in summary.items():
-            if isinstance(v, int):
-                cond.kernel[k] = cond.kernel.get(k, 0) + v
-        cond.agent_cpu_s += summary["agent_cpu_s"]
-        agent.out.unlink()
-    cond.samples.extend(samples)
-    cond.round_medians.append(bl.quantile(sorted(samples), 0.5))
-    cond.batches.append({"samples": samples, "median_ns": cond.round_medians[-1],
-                         "wall_s": wall, "foreign_s": foreign, "steal_s": steal,
-                         "agent_cpu_s": acpu, "other_execmon": sorted(set(others)),
-                         # CPU (user + sys) of exec_bench and its children per
-                         # exec: the exec path's own work, BPF programs included,
-                         # without waiting for a CPU.
-                         "cpu_per_exec_ns": bench_cpu_ns / (args.count + args.warmup),
-                         "loadavg": loadavg()})
-    limit = max(args.noise_floor, args.noise_limit * wall)
-    return foreign > limit or steal > limit or bool(others)
+    """One batch of run_exec_bench, with an untimed positive control exec
+    first and the verdict checks. Returns True if the batch was noisy."""
+    return reb.run_batch(
+        cond, args, f_path, None, logdir, tag,
+        before=lambda: subprocess.run(["tiny_denied", "control"],
+                                      executable=str(TINY_DENIED), check=True),
+        check=lambda events, agent: check_verdicts(cond, events, f_path, agent))
 
 
 def check_verdicts(cond, events, f_path, agent):

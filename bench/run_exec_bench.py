@@ -139,10 +139,16 @@ def verify(cond, batch_events, summary, f_path, copies_dir, n):
     cond.checked_events += len(timed)
 
 
-def run_batch(cond, args, f_path, copies_dir, logdir, tag):
+def run_batch(cond, args, f_path, copies_dir, logdir, tag, before=None, check=None):
+    """One batch of `cond`: its agent (if any), exec_bench, the checks of
+    the agent's events. `before()` runs untimed once the agent is up, in
+    every condition alike; `check(events, agent)` adds checks of the agent's
+    exec events. Returns True if the batch was noisy."""
     agent = None
     if cond.agent_flags is not None:
         agent = bl.Agent(logdir, tag, cond.agent_flags, cpu=1 if args.pin else None)
+    if before is not None:
+        before()
     time.sleep(args.settle)
     samples_file = logdir / f"{tag}.ns"
     cmd = [str(bl.EXEC_BENCH), f"--binary={f_path}", f"--count={args.count}",
@@ -170,14 +176,18 @@ def run_batch(cond, args, f_path, copies_dir, logdir, tag):
             agent.stop()
         bl.die(f"{' '.join(cmd)} failed:\n{r.stderr}")
     samples = [int(x) for x in samples_file.read_text().split()]
-    ours = json.loads(r.stdout)["cpu_ns"] / 1e9 + agent_cpu
+    bench_cpu_ns = json.loads(r.stdout)["cpu_ns"]
+    ours = bench_cpu_ns / 1e9 + agent_cpu
     # CPU time something other than exec_bench, its children and the agent
     # used during the batch (/proc/stat ticks: +-0.01 s per CPU), and steal.
     foreign = (busy1 - busy0) - ours
     steal = steal1 - steal0
     if agent:
         summary = agent.stop()
-        verify(cond, agent.exec_events(), summary, f_path, copies_dir, args.count)
+        events = agent.exec_events()
+        verify(cond, events, summary, f_path, copies_dir, args.count)
+        if check is not None:
+            check(events, agent)
         for k, v in summary.items():
             if isinstance(v, int):
                 cond.kernel[k] = cond.kernel.get(k, 0) + v
@@ -187,7 +197,12 @@ def run_batch(cond, args, f_path, copies_dir, logdir, tag):
     cond.round_medians.append(bl.quantile(sorted(samples), 0.5))
     cond.batches.append({"samples": samples, "median_ns": cond.round_medians[-1],
                          "wall_s": wall, "foreign_s": foreign, "steal_s": steal,
-                         "agent_cpu_s": agent_cpu, "other_execmon": sorted(set(others))})
+                         "agent_cpu_s": agent_cpu, "other_execmon": sorted(set(others)),
+                         # CPU (user + sys) of exec_bench and its children per
+                         # exec: the exec path's own work, BPF programs included,
+                         # without waiting for a CPU.
+                         "cpu_per_exec_ns": bench_cpu_ns / (args.count + args.warmup),
+                         "loadavg": " ".join(bl.loadavg())})
     limit = max(args.noise_floor, args.noise_limit * wall)
     return foreign > limit or steal > limit or bool(others)
 

@@ -82,10 +82,6 @@ WORKLOAD = [
 ]
 
 
-def loadavg():
-    return Path("/proc/loadavg").read_text().split()[:3]
-
-
 def proc_cpu_s(pid):
     try:
         f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -155,7 +151,7 @@ def run_one(mode, args, records, broker, tag):
     if mode.startswith("kafka"):
         topic = f"execmon.bench.{tag}.{uuid.uuid4().hex[:6]}"
         cmd += [f"--brokers={broker.bootstrap}", f"--topic={topic}"]
-    la0 = loadavg()
+    la0 = bl.loadavg()
     busy0, steal0 = bl.cpu_times()
     bcpu0 = proc_cpu_s(broker.proc.pid)
     t0 = time.monotonic()
@@ -170,7 +166,7 @@ def run_one(mode, args, records, broker, tag):
     res["machine_busy_s"] = round(busy1 - busy0, 2)
     res["steal_s"] = round(steal1 - steal0, 2)
     res["process_wall_s"] = round(wall, 2)
-    res["loadavg_before"], res["loadavg_after"] = la0, loadavg()
+    res["loadavg_before"], res["loadavg_after"] = la0, bl.loadavg()
     if topic:
         k = res["kafka"]
         off = end_offset(broker, topic)
@@ -298,7 +294,7 @@ print(n, round(time.monotonic() - t0, 3))
 def latency(args, logdir, broker, props=(), name="latency"):
     topic = f"execmon.latency.{uuid.uuid4().hex[:6]}"
     port = kafka_harness.free_port()
-    la0 = loadavg()
+    la0 = bl.loadavg()
     agent = bl.Agent(logdir, name, [
         "--snapshot=false", f"--metrics-address=127.0.0.1:{port}",
         "--kubernetes=off", f"--kafka-brokers={broker.bootstrap}",
@@ -352,7 +348,7 @@ def latency(args, logdir, broker, props=(), name="latency"):
         kc.wait(timeout=10)
     finally:
         summary = agent.stop()
-    la1 = loadavg()
+    la1 = bl.loadavg()
     total, produce, transport = [], [], []
     seen = {}
     for t_read, line in lines:
