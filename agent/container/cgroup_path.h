@@ -18,6 +18,7 @@ struct ContainerRef {
   std::string qos;           // guaranteed, burstable, besteffort; "" if none
 
   bool in_container() const { return !container_id.empty(); }
+  bool operator==(const ContainerRef&) const = default;
 };
 
 // Parses a cgroup path (as in /proc/PID/cgroup, or relative to the cgroup

@@ -28,9 +28,7 @@ void ScopeTable::OnCgroup(uint64_t id, const ContainerRef& ref) {
   auto [it, inserted] = cgroups_.try_emplace(id, ref);
   if (inserted) {
     ++version_;
-  } else if (it->second.pod_uid != ref.pod_uid ||
-             it->second.container_id != ref.container_id ||
-             it->second.runtime != ref.runtime || it->second.qos != ref.qos) {
+  } else if (it->second != ref) {
     it->second = ref;
     ++version_;
   }
