@@ -729,7 +729,7 @@ void Agent::Tick() {
 absl::Status Agent::Run(const std::atomic<bool>& stop) {
   metrics_ = std::make_unique<Metrics>(
       BuildInfo{EXECMON_VERSION, loader_->features().release,
-                loader_->uses_task_work() ? "task_work" : "iterator"});
+                loader_->chain()});
   for (const auto& sink : sinks_) {
     metrics_->AddSink(sink->name(), sink->Stats().reports_delivery);
   }
@@ -764,8 +764,7 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
     if (absl::Status s = LoadPoliciesCounted(); !s.ok()) return s;
   }
   health_.ready.store(true);
-  LogInfo("ready: build-ID resolver ",
-          loader_->uses_task_work() ? "task_work" : "iterator", ", node ",
+  LogInfo("ready: build-ID resolver cache,", loader_->chain(), ", node ",
           options_.node);
   absl::Status status;
   while (!stop.load()) {

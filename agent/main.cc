@@ -44,9 +44,15 @@ ABSL_FLAG(std::string, node, "",
           "Node name reported in events (default: the host name; in "
           "Kubernetes set it from spec.nodeName).");
 ABSL_FLAG(std::string, build_id_resolver, "auto",
-          "How cache misses are resolved: auto (task_work when the kernel "
-          "has it, else iterator), task_work (require it), iterator (late, "
-          "after the program started).");
+          "How the build ID of a binary not in the cache is learned: auto "
+          "(every path the kernel accepts, in the order page_cache, "
+          "task_work, iterator), or a comma-separated list of those paths, "
+          "all required (start-up fails with the kernel's reason if one is "
+          "refused). page_cache and task_work judge before the program's "
+          "first instruction; iterator is late. See docs/kernels.md.");
+ABSL_FLAG(std::string, resolver_refuse, "",
+          "Comma-separated resolver paths to treat as refused by the kernel "
+          "(for testing the fallbacks; default none).");
 ABSL_FLAG(uint32_t, ring_buffer_mb, 16,
           "BPF ring buffer size in MiB (power of two).");
 ABSL_FLAG(uint32_t, cache_entries, 16384,
@@ -315,12 +321,20 @@ absl::Status ParseLogLevel(const std::string& s) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<execmon::ResolverMode> ParseResolver(const std::string& s) {
-  if (s == "auto") return execmon::ResolverMode::kAuto;
-  if (s == "task_work") return execmon::ResolverMode::kTaskWork;
-  if (s == "iterator") return execmon::ResolverMode::kIterator;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--build_id_resolver=", s, ": want auto, task_work or iterator"));
+absl::StatusOr<std::vector<execmon::ResolverPath>> ParseRefused(
+    const std::string& s) {
+  std::vector<execmon::ResolverPath> out;
+  if (s.empty()) return out;
+  auto c = execmon::ParseResolverChoice(s);
+  if (!c.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--resolver_refuse: ", c.status().message()));
+  }
+  return c->paths;
+}
+
+absl::StatusOr<execmon::ResolverChoice> ParseResolver(const std::string& s) {
+  return execmon::ParseResolverChoice(s);
 }
 
 absl::Status CmdRun() {
@@ -329,6 +343,8 @@ absl::Status CmdRun() {
   }
   auto resolver = ParseResolver(absl::GetFlag(FLAGS_build_id_resolver));
   if (!resolver.ok()) return resolver.status();
+  auto refused = ParseRefused(absl::GetFlag(FLAGS_resolver_refuse));
+  if (!refused.ok()) return refused.status();
   uint32_t rb_mb = absl::GetFlag(FLAGS_ring_buffer_mb);
   if (rb_mb == 0 || (rb_mb & (rb_mb - 1)) != 0 || rb_mb > 1024) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -406,6 +422,7 @@ absl::Status CmdRun() {
 
   execmon::BpfOptions bpf;
   bpf.resolver = *resolver;
+  bpf.refuse = *refused;
   bpf.ring_buffer_bytes = rb_mb << 20;
   bpf.cache_entries = absl::GetFlag(FLAGS_cache_entries);
   bpf.pending_entries = absl::GetFlag(FLAGS_pending_entries);
@@ -417,19 +434,27 @@ absl::Status CmdRun() {
       bpf, [&agent](absl::Span<const uint8_t> rec) { agent.OnRecord(rec); });
   if (!loader.ok()) return loader.status();
   agent.set_loader(loader->get());
-  if (!(*loader)->uses_task_work()) {
+  for (const execmon::PathStatus& p : (*loader)->paths()) {
+    if (p.loaded) {
+      execmon::LogInfo("build-ID path ", execmon::ResolverPathName(p.path),
+                       ": loaded (", p.verified_insns,
+                       " instructions verified)");
+    } else if (p.requested) {
+      execmon::LogWarning("build-ID path ",
+                          execmon::ResolverPathName(p.path),
+                          ": not available: ", p.reason);
+    }
+  }
+  execmon::LogInfo("build-ID resolver chain: cache,", (*loader)->chain(),
+                   " on kernel ", (*loader)->features().release);
+  if (!(*loader)->judges_at_exec()) {
     execmon::LogWarning(
-        "build IDs of first-seen binaries are resolved late (iterator): "
-        "kernel ",
-        (*loader)->features().release,
-        (*loader)->features().task_work ? " has bpf_task_work but "
-                                          "--build_id_resolver=iterator was set"
-                                        : " lacks bpf_task_work (6.18+)",
-        "; such programs run before their build ID is known",
+        "build IDs of first-seen binaries are learned only after the "
+        "program started (iterator) or not at all",
         opts.policy_dir.empty()
             ? ""
-            : ", and a first-seen binary that "
-              "violates an enforce policy can only be killed after it started");
+            : "; a first-seen binary that violates an enforce policy can "
+              "only be killed after it started");
   }
 
   struct sigaction sa = {};

@@ -84,6 +84,18 @@ EM_RULES_INLINE int em_rule_note_seg(__u64 filesz, __u64 align)
 	return EM_BID_OK;
 }
 
+/*
+ * A PT_NOTE segment read from the file by p_offset must lie inside the
+ * file: a segment past the end is malformed, whatever memory holds there.
+ */
+EM_RULES_INLINE int em_rule_note_seg_in_file(__u64 offset, __u64 filesz,
+					     __u64 file_size)
+{
+	if (offset > file_size || filesz > file_size - offset)
+		return EM_BID_ERR_BAD_NOTE;
+	return EM_BID_OK;
+}
+
 /* Note alignment: 8 only when the segment says so (gABI), else 4. */
 EM_RULES_INLINE __u64 em_note_align(__u64 seg_align)
 {

@@ -1,133 +1,26 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * execmon kernel side: every exec, fork and exit, with the build ID of the
- * executed ELF learned in the kernel before the new program runs.
+ * execmon core unit: every exec, fork and exit, cgroup lifecycle, and the
+ * start-up snapshot. The build ID of an exec is learned by a chain of
+ * programs on sched_process_exec, attached in this order:
  *
- *   sched_process_exec --hit--> ring buffer (source "cache")
- *        |miss
- *        v
- *   em_pending[tid] + bpf_task_work --(return to user)--> em_resolve_cb:
- *   auxv -> VMA -> ELF headers -> notes, fill cache, ring buffer
+ *   em_exec (this unit)      capture; cache hit -> judge, act, send
+ *   em_exec_pc (page_cache)  read the file's page cache -> judge, act, send
+ *   em_exec_tw (task_work)   resolve before the first instruction
+ *   em_exec_tail (this unit) what no path decided: late (iterator) or hold
  *
- * Without bpf_task_work (older kernels) the miss is sent at once marked
- * "pending" and the agent resolves it late with the em_resolve iterator.
+ * The optional units are separate BPF objects: a kernel that refuses one
+ * keeps the others (agent/bpf/bpf_loader.cc has the table of paths).
  */
 #include <vmlinux.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "execmon_abi.h"
-#include "core_fixes.bpf.h"
+#include "common.bpf.h"
 #include "path.bpf.h"
-#include "buildid.bpf.h"
-#include "policy.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-#ifndef barrier_var
-#define barrier_var(var) asm volatile("" : "+r"(var))
-#endif
-
-extern int bpf_task_work_schedule_resume_impl(struct task_struct *task,
-					      struct bpf_task_work *tw,
-					      void *map__map,
-					      int (*cb)(struct bpf_map *, void *,
-							void *),
-					      void *aux__prog) __ksym __weak;
-
-extern int bpf_send_signal_task(struct task_struct *task, int sig,
-				enum pid_type type, __u64 value) __ksym __weak;
-
-#define EM_SIGKILL 9
-
-/* Set by the agent between open and load. */
-const volatile bool em_use_task_work = true;
-/* An entry younger than this (by ctime) is never cached; see em_file_key. */
-const volatile __u64 em_cache_min_age_ns = 2000000000ULL;
-
-/*
- * Ring-buffer wakeups: 0 wakes the agent on every record. Otherwise records
- * are submitted without a wakeup until this many bytes are pending, and
- * the agent also drains on a short timer. A wakeup is an irq_work (a
- * self-IPI): per exec (exec, fork, exit records) it cost more than the
- * rest of the kernel side together on the measured VM (docs/performance.md).
- */
-const volatile __u64 em_wakeup_bytes = 0;
-
-/* Refreshed by the agent every second: CLOCK_REALTIME - CLOCK_BOOTTIME. */
-volatile __u64 em_boot_to_real_ns;
-
-/* Exec, exit and fork records for the agent. Size set by the agent. */
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 16 << 20);
-} em_events SEC(".maps");
-
-static __always_inline __u64 em_rb_flags(void)
-{
-	if (!em_wakeup_bytes)
-		return 0;
-	return bpf_ringbuf_query(&em_events, BPF_RB_AVAIL_DATA) >= em_wakeup_bytes ?
-		       BPF_RB_FORCE_WAKEUP :
-		       BPF_RB_NO_WAKEUP;
-}
-
-/*
- * Build-ID cache, keyed by file identity including ctime. LRU bounds the
- * memory no matter how many distinct binaries a node runs; negative
- * results (no note, malformed) are cached too so they are not re-read.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct em_file_key);
-	__type(value, struct em_cache_val);
-} em_bid_cache SEC(".maps");
-
-enum {
-	EM_PEND_WAITING = 1,
-	EM_PEND_CLAIMED = 2,
-};
-
-/*
- * Execs whose build ID is being resolved, keyed by tid. The value carries
- * the task_work and the whole event, sent by whichever of the callback and
- * the exit tracepoint claims it first. Not preallocated: empty most of the
- * time, and bounded by max_entries.
- */
-struct em_pending {
-	struct bpf_task_work tw;
-	__u32 state;
-	__u32 pad;
-	struct em_exec_event ev;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, struct em_pending);
-} em_pending SEC(".maps");
-
-/* All-zero template of an em_pending value, for inserting one. */
-struct em_pending_zero {
-	__u8 bytes[sizeof(struct em_pending)];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct em_pending_zero);
-} em_zero SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, EM_STAT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} em_stats SEC(".maps");
 
 /*
  * Snapshot records are too large for the 512-byte stack. The agent runs
@@ -136,7 +29,6 @@ struct {
 struct em_snap_scratch {
 	struct em_snap_object object;
 	struct em_snap_task task;
-	struct em_resolved resolved;
 };
 
 struct {
@@ -145,98 +37,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct em_snap_scratch);
 } em_snap_scratch SEC(".maps");
-
-/* The resolver iterator's request, written by the agent before each run. */
-struct em_resolve_req em_req;
-
-static __always_inline void em_count(__u32 stat)
-{
-	__u64 *v = bpf_map_lookup_elem(&em_stats, &stat);
-
-	if (v)
-		*v += 1;
-}
-
-/*
- * Judges and acts: SIGKILL when the verdict says kill. current_task is
- * true where task is the running task (the exec tracepoint and the
- * task_work callback: the signal is pending before the program's first
- * instruction); otherwise the task is signalled through its thread group.
- */
-static __always_inline void em_enforce(struct task_struct *task,
-				       const struct em_build_id *bid,
-				       struct em_verdict *v, bool current_task)
-{
-	int err;
-
-	em_judge(task, bid, v);
-	if (v->decision == EM_DEC_DENY)
-		em_count(EM_STAT_VERDICT_DENY);
-	if (v->action != EM_ACT_KILL)
-		return;
-	if (em_protected(task)) {
-		v->action = EM_ACT_ALERT;
-		v->flags |= EM_V_PROTECTED;
-		return;
-	}
-	if (current_task)
-		err = bpf_send_signal(EM_SIGKILL);
-	else
-		err = bpf_send_signal_task(task, EM_SIGKILL, PIDTYPE_TGID, 0);
-	if (err) {
-		em_count(EM_STAT_KILL_FAILED);
-		v->action = EM_ACT_ALERT;
-		return;
-	}
-	em_count(EM_STAT_KILL);
-}
-
-static __always_inline void em_file_key_of(struct inode *inode,
-					   struct em_file_key *key)
-{
-	key->ino = BPF_CORE_READ(inode, i_ino);
-	key->dev = BPF_CORE_READ(inode, i_sb, s_dev);
-	key->generation = BPF_CORE_READ(inode, i_generation);
-	key->size = BPF_CORE_READ(inode, i_size);
-	em_inode_ctime(inode, &key->ctime_sec, &key->ctime_nsec);
-}
-
-/*
- * Caches a resolution unless it is transient (a read fault, an exited
- * task) or the file changed too recently for its ctime to be trusted as a
- * version: a rewrite within the same coarse clock tick keeps the ctime.
- * Returns whether it was cached.
- */
-static __always_inline bool em_cache_fill(const struct em_file_key *key,
-					  const struct em_build_id *bid)
-{
-	struct em_cache_val val = {};
-	__u64 now_real, ctime_ns;
-
-	switch (bid->error) {
-	case EM_BID_OK:
-	case EM_BID_ERR_NOT_ELF:
-	case EM_BID_ERR_NO_NOTE:
-	case EM_BID_ERR_BAD_PHDRS:
-	case EM_BID_ERR_BAD_NOTE:
-	case EM_BID_ERR_BAD_SIZE:
-	case EM_BID_ERR_LIMIT:
-		break;
-	default:
-		return false;
-	}
-	now_real = bpf_ktime_get_boot_ns() + em_boot_to_real_ns;
-	ctime_ns = (__u64)key->ctime_sec * 1000000000ULL + key->ctime_nsec;
-	if (!em_boot_to_real_ns || ctime_ns + em_cache_min_age_ns > now_real) {
-		em_count(EM_STAT_CACHE_SKIP_FRESH);
-		return false;
-	}
-	val.bid = *bid;
-	val.filled_ns = bpf_ktime_get_boot_ns();
-	bpf_map_update_elem(&em_bid_cache, key, &val, BPF_ANY);
-	em_count(EM_STAT_CACHE_FILL);
-	return true;
-}
 
 static __always_inline __u32 em_pid_ns(struct task_struct *p)
 {
@@ -250,8 +50,7 @@ static __always_inline __u32 em_pid_ns(struct task_struct *p)
 
 static __always_inline void em_fill_exec(struct em_exec_event *e,
 					 struct task_struct *p,
-					 struct linux_binprm *bprm,
-					 const struct em_file_key *key)
+					 struct linux_binprm *bprm)
 {
 	struct file *file = BPF_CORE_READ(bprm, file);
 	struct inode *inode = BPF_CORE_READ(file, f_inode);
@@ -284,10 +83,10 @@ static __always_inline void em_fill_exec(struct em_exec_event *e,
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	e->start_ns = BPF_CORE_READ(p, group_leader, start_boottime);
 	e->resolved_ns = 0;
-	e->exe = *key;
 	e->exe_nlink = BPF_CORE_READ(inode, __i_nlink);
 	e->exe_mode = BPF_CORE_READ(inode, i_mode);
 	__builtin_memset(&e->bid, 0, sizeof(e->bid));
+	__builtin_memset(&e->verdict, 0, sizeof(e->verdict));
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 
 	n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename),
@@ -330,116 +129,62 @@ static __always_inline void em_fill_exec(struct em_exec_event *e,
 		e->args_len = len;
 }
 
-static __always_inline void em_submit_now(struct task_struct *p,
-					  struct linux_binprm *bprm,
-					  const struct em_file_key *key,
-					  const struct em_cache_val *hit,
-					  __u8 error)
-{
-	struct em_exec_event *e;
-
-	e = bpf_ringbuf_reserve(&em_events, sizeof(*e), 0);
-	if (!e) {
-		em_count(EM_STAT_RB_DROP_EXEC);
-		return;
-	}
-	em_fill_exec(e, p, bprm, key);
-	if (hit) {
-		e->bid = hit->bid;
-		e->bid.source = EM_BID_SRC_CACHE;
-		e->resolved_ns = e->hdr.ktime_ns;
-	} else {
-		e->bid.error = error;
-	}
-	if (error == EM_BID_ERR_PENDING) {
-		/* Judged when the iterator resolves it. */
-		__builtin_memset(&e->verdict, 0, sizeof(e->verdict));
-		e->verdict.decision = EM_DEC_PENDING;
-		e->verdict.policy = EM_POLICY_NONE;
-	} else {
-		em_enforce(p, &e->bid, &e->verdict, true);
-	}
-	bpf_ringbuf_submit(e, em_rb_flags());
-}
-
-static int em_resolve_cb(struct bpf_map *map, void *key, void *value)
-{
-	struct em_pending *pend = value;
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct em_build_id bid = {};
-
-	if (!__sync_bool_compare_and_swap(&pend->state, EM_PEND_WAITING,
-					  EM_PEND_CLAIMED))
-		return 0;
-	em_count(EM_STAT_TW_RAN);
-	em_read_exe_build_id(task, &pend->ev.exe, &bid);
-	bid.source = EM_BID_SRC_TASK_WORK;
-	pend->ev.bid = bid;
-	pend->ev.resolved_ns = bpf_ktime_get_boot_ns();
-	if (!em_cache_fill(&pend->ev.exe, &bid))
-		pend->ev.flags |= EM_F_NOT_CACHED;
-	em_enforce(task, &bid, &pend->ev.verdict, true);
-	if (bpf_ringbuf_output(&em_events, &pend->ev, sizeof(pend->ev), em_rb_flags()))
-		em_count(EM_STAT_RB_DROP_EXEC);
-	bpf_map_delete_elem(map, key);
-	return 0;
-}
-
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(em_exec, struct task_struct *p, pid_t old_pid,
 	     struct linux_binprm *bprm)
 {
-	struct em_file_key key = {};
+	struct em_globals *g = em_glob();
+	struct em_exec_state *st;
 	struct em_cache_val *hit;
-	struct em_pending *pend;
-	void *zero;
-	__u32 tid, z = 0;
-	int err;
+	__u32 z = 0;
 
+	if (!g || !g->armed)
+		return 0;
+	st = bpf_map_lookup_elem(&em_exec_state, &z);
+	if (!st)
+		return 0;
 	em_count(EM_STAT_EXEC);
-	em_file_key_of(BPF_CORE_READ(bprm, file, f_inode), &key);
-	hit = bpf_map_lookup_elem(&em_bid_cache, &key);
+	st->tid = BPF_CORE_READ(p, pid);
+	st->seq++;
+	em_file_key_of(BPF_CORE_READ(bprm, file, f_inode), &st->ev.exe);
+	em_fill_exec(&st->ev, p, bprm);
+	hit = bpf_map_lookup_elem(&em_bid_cache, &st->ev.exe);
 	if (hit) {
 		em_count(EM_STAT_CACHE_HIT);
-		em_submit_now(p, bprm, &key, hit, EM_BID_OK);
+		st->ev.bid = hit->bid;
+		st->ev.bid.source = EM_BID_SRC_CACHE;
+		st->ev.resolved_ns = st->ev.hdr.ktime_ns;
+		em_enforce(p, &st->ev.bid, &st->ev.verdict, true);
+		em_send_exec(st);
 		return 0;
 	}
 	em_count(EM_STAT_CACHE_MISS);
-	if (!em_use_task_work) {
-		/* The agent resolves it late with the em_resolve iterator. */
-		em_submit_now(p, bprm, &key, NULL, EM_BID_ERR_PENDING);
-		return 0;
-	}
+	st->stage = EM_STAGE_UNRESOLVED;
+	return 0;
+}
 
-	tid = BPF_CORE_READ(p, pid);
-	if (bpf_map_lookup_elem(&em_pending, &tid))
-		em_count(EM_STAT_PENDING_REPLACED);
-	zero = bpf_map_lookup_elem(&em_zero, &z);
-	if (!zero || bpf_map_update_elem(&em_pending, &tid, zero, BPF_ANY)) {
-		em_count(EM_STAT_PENDING_FULL);
-		em_submit_now(p, bprm, &key, NULL, EM_BID_ERR_TABLE_FULL);
+/* Last on the chain: an exec none of the resolver paths decided. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(em_exec_tail, struct task_struct *p, pid_t old_pid,
+	     struct linux_binprm *bprm)
+{
+	struct em_exec_state *st = em_unresolved_exec();
+	struct em_globals *g = em_glob();
+
+	if (!st || !g)
 		return 0;
+	if (g->late_resolve) {
+		/* Judged when the iterator resolves it. */
+		st->ev.bid.error = EM_BID_ERR_PENDING;
+		__builtin_memset(&st->ev.verdict, 0, sizeof(st->ev.verdict));
+		st->ev.verdict.decision = EM_DEC_PENDING;
+		st->ev.verdict.policy = EM_POLICY_NONE;
+	} else {
+		if (!st->ev.bid.error)
+			st->ev.bid.error = EM_BID_ERR_UNRESOLVED;
+		em_enforce(p, &st->ev.bid, &st->ev.verdict, true);
 	}
-	pend = bpf_map_lookup_elem(&em_pending, &tid);
-	if (!pend)
-		return 0;
-	em_fill_exec(&pend->ev, p, bprm, &key);
-	pend->state = EM_PEND_WAITING;
-	err = bpf_task_work_schedule_resume_impl(p, &pend->tw, &em_pending,
-						 em_resolve_cb, NULL);
-	if (err) {
-		em_count(EM_STAT_TW_SCHEDULE_FAIL);
-		if (__sync_bool_compare_and_swap(&pend->state, EM_PEND_WAITING,
-						 EM_PEND_CLAIMED)) {
-			pend->ev.bid.error = EM_BID_ERR_SCHEDULE;
-			em_enforce(p, &pend->ev.bid, &pend->ev.verdict, true);
-			if (bpf_ringbuf_output(&em_events, &pend->ev, sizeof(pend->ev), em_rb_flags()))
-				em_count(EM_STAT_RB_DROP_EXEC);
-		}
-		bpf_map_delete_elem(&em_pending, &tid);
-		return 0;
-	}
-	em_count(EM_STAT_TW_SCHEDULED);
+	em_send_exec(st);
 	return 0;
 }
 
@@ -470,24 +215,8 @@ int BPF_PROG(em_fork, struct task_struct *parent, struct task_struct *child)
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(em_exit, struct task_struct *p)
 {
-	struct em_pending *pend;
 	struct em_exit_event *e;
-	__u32 tid = BPF_CORE_READ(p, pid);
 
-	/* An exec whose task_work never ran (killed during exec). */
-	pend = bpf_map_lookup_elem(&em_pending, &tid);
-	if (pend) {
-		if (__sync_bool_compare_and_swap(&pend->state, EM_PEND_WAITING,
-						 EM_PEND_CLAIMED)) {
-			em_count(EM_STAT_PENDING_EXITED);
-			pend->ev.bid.error = EM_BID_ERR_EXITED;
-			/* Dying anyway: record the verdict, send nothing. */
-			em_judge(p, &pend->ev.bid, &pend->ev.verdict);
-			if (bpf_ringbuf_output(&em_events, &pend->ev, sizeof(pend->ev), em_rb_flags()))
-				em_count(EM_STAT_RB_DROP_EXEC);
-			bpf_map_delete_elem(&em_pending, &tid);
-		}
-	}
 	/* Report the process once, when its last thread exits. */
 	if (BPF_CORE_READ(p, signal, live.counter) != 0)
 		return 0;
@@ -627,121 +356,6 @@ int em_snap_vmas(struct bpf_iter__task_vma *ctx)
 	if (trunc)
 		rec->flags |= EM_F_BINARY_TRUNC;
 	bpf_seq_write(seq, rec, sizeof(*rec));
-	return 0;
-}
-
-struct em_resolve_walk {
-	struct task_struct *task;
-	struct seq_file *seq;
-	__u32 n;
-	__u32 source;
-};
-
-static long em_resolve_step(__u32 i, void *arg)
-{
-	struct em_resolve_walk *w = arg;
-	struct em_snap_scratch *scratch;
-	struct em_resolved *rec;
-	__u32 idx = i & (EM_RESOLVE_MAX - 1), z = 0;
-
-	if (i >= w->n || i >= EM_RESOLVE_MAX)
-		return 1;
-	/* Off the stack: the ELF walk below needs most of the 512 bytes. */
-	scratch = bpf_map_lookup_elem(&em_snap_scratch, &z);
-	if (!scratch)
-		return 1;
-	rec = &scratch->resolved;
-	__builtin_memset(rec, 0, sizeof(*rec));
-	rec->hdr.type = EM_EV_RESOLVED;
-	rec->hdr.abi = EM_ABI_VERSION;
-	rec->hdr.size = sizeof(*rec);
-	rec->pid = em_req.pid;
-	rec->index = i;
-	rec->file = em_req.keys[idx];
-	if (em_req.addrs[idx] == EM_RESOLVE_EXE)
-		em_read_exe_build_id(w->task, &rec->file, &rec->bid);
-	else
-		em_read_build_id(w->task, em_req.addrs[idx], em_req.sizes[idx],
-				 &rec->bid);
-	rec->bid.source = w->source;
-	rec->hdr.ktime_ns = bpf_ktime_get_boot_ns();
-	em_cache_fill(&rec->file, &rec->bid);
-	rec->verdict.policy = EM_POLICY_NONE;
-	/* A late exec resolution (no task_work): judge now, the program is
-	 * already running. Snapshot objects are judged by the sweep. */
-	if (em_req.addrs[idx] == EM_RESOLVE_EXE && w->source == EM_BID_SRC_ITERATOR)
-		em_enforce(w->task, &rec->bid, &rec->verdict, false);
-	em_count(EM_STAT_ITER_RESOLVED);
-	bpf_seq_write(w->seq, rec, sizeof(*rec));
-	return 0;
-}
-
-/*
- * Resolver: build IDs of em_req's images in one task (the agent attaches
- * it to a single tid). Used by the snapshot and, on kernels without
- * bpf_task_work, for every exec the cache missed. em_req_source says which.
- */
-volatile __u32 em_req_source = EM_BID_SRC_SNAPSHOT;
-
-SEC("iter.s/task")
-int em_resolve(struct bpf_iter__task *ctx)
-{
-	struct task_struct *task = ctx->task;
-	struct em_resolve_walk w = {};
-
-	if (!task || task->pid != task->tgid || task->tgid != em_req.pid)
-		return 0;
-	w.task = task;
-	w.seq = ctx->meta->seq;
-	w.n = em_req.n;
-	w.source = em_req_source;
-	bpf_loop(EM_RESOLVE_MAX, em_resolve_step, &w, 0);
-	return 0;
-}
-
-/*
- * Sweep: after a policy load, every running process is judged on its main
- * executable's build ID (cache, else read from its memory: iter.s/task
- * holds no mmap lock). Violators are reported, and killed when the verdict
- * says so.
- */
-SEC("iter.s/task")
-int em_sweep(struct bpf_iter__task *ctx)
-{
-	struct task_struct *task = ctx->task;
-	struct em_cache_val *hit;
-	struct em_sweep rec = {};
-	struct file *exe;
-
-	if (!task || task->pid != task->tgid || !task->mm)
-		return 0;
-	exe = BPF_CORE_READ(task, mm, exe_file);
-	if (!exe)
-		return 0;
-	em_file_key_of(BPF_CORE_READ(exe, f_inode), &rec.exe);
-	hit = bpf_map_lookup_elem(&em_bid_cache, &rec.exe);
-	if (hit) {
-		rec.bid = hit->bid;
-		rec.bid.source = EM_BID_SRC_CACHE;
-	} else {
-		em_read_exe_build_id(task, &rec.exe, &rec.bid);
-		rec.bid.source = EM_BID_SRC_ITERATOR;
-		em_cache_fill(&rec.exe, &rec.bid);
-	}
-	em_enforce(task, &rec.bid, &rec.verdict, false);
-	if (rec.verdict.decision != EM_DEC_DENY)
-		return 0;
-	em_count(EM_STAT_SWEEP_VIOLATIONS);
-	rec.hdr.type = EM_EV_SWEEP;
-	rec.hdr.abi = EM_ABI_VERSION;
-	rec.hdr.size = sizeof(rec);
-	rec.hdr.ktime_ns = bpf_ktime_get_boot_ns();
-	rec.pid = task->tgid;
-	rec.ppid = BPF_CORE_READ(task, real_parent, tgid);
-	rec.start_ns = task->start_boottime;
-	rec.cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
-	BPF_CORE_READ_INTO(&rec.comm, task, comm);
-	bpf_seq_write(ctx->meta->seq, &rec, sizeof(rec));
 	return 0;
 }
 

@@ -12,7 +12,7 @@
 #include <linux/types.h>
 #endif
 
-#define EM_ABI_VERSION 3
+#define EM_ABI_VERSION 4
 
 #define EM_COMM_LEN 16
 #define EM_PATH_MAX 512 /* filename, binary, cwd: bytes incl. NUL */
@@ -39,6 +39,8 @@ enum em_bid_source {
 	EM_BID_SRC_TASK_WORK = 2, /* read by the task_work callback */
 	EM_BID_SRC_ITERATOR = 3, /* late: iterator run triggered by the agent */
 	EM_BID_SRC_SNAPSHOT = 4, /* start-up snapshot of running processes */
+	EM_BID_SRC_PAGE_CACHE = 5, /* read from the exec'd file's page cache */
+	EM_BID_SRC_MAX,
 };
 
 /* Why there is no build ID. EM_BID_OK means build_id[0..len) is valid. */
@@ -58,6 +60,8 @@ enum em_bid_error {
 	EM_BID_ERR_SCHEDULE = 12, /* task_work could not be scheduled */
 	EM_BID_ERR_TABLE_FULL = 13, /* too many execs pending resolution */
 	EM_BID_ERR_LIMIT = 14, /* more phdrs/notes than the walk allows */
+	EM_BID_ERR_NOT_RESIDENT = 15, /* a needed file page is not in the page cache */
+	EM_BID_ERR_UNRESOLVED = 16, /* no resolver path could run */
 	EM_BID_ERR_MAX,
 };
 
@@ -86,6 +90,9 @@ enum em_stat {
 	EM_STAT_KILL_FAILED, /* SIGKILL could not be sent */
 	EM_STAT_SWEEP_VIOLATIONS,
 	EM_STAT_RB_DROP_CGROUP, /* ring buffer full: cgroup record lost */
+	EM_STAT_PC_RESOLVED, /* build IDs read from the page cache at exec */
+	EM_STAT_PC_NOT_RESIDENT, /* ... a needed page was not resident */
+	EM_STAT_STATE_LOST, /* exec state overwritten between chained programs */
 	EM_STAT_MAX,
 };
 
@@ -117,6 +124,8 @@ enum em_action {
 #define EM_V_ENFORCE (1U << 0) /* the deciding policy is in enforce mode */
 #define EM_V_PROTECTED (1U << 1) /* kill downgraded: pid 1 or the agent */
 #define EM_V_CONTAINER (1U << 2) /* the process runs in a container cgroup */
+#define EM_V_KILL_BY_AGENT (1U << 3) /* the kernel cannot signal this task
+					 (no bpf_send_signal_task): the agent kills it */
 
 struct em_verdict {
 	__u8 decision; /* enum em_decision */
@@ -157,6 +166,19 @@ struct em_scope_key {
 	__u32 gen;
 	__u32 pad;
 	__u64 cgroup_id;
+};
+
+/*
+ * Run-time settings shared by every loadable unit (one-element array map,
+ * em_globals): each unit has its own .bss, so what all of them read lives
+ * here. Written by the agent.
+ */
+struct em_globals {
+	__u64 boot_to_real_ns; /* CLOCK_REALTIME - CLOCK_BOOTTIME */
+	__u32 active_gen; /* policy generation execs are judged with */
+	__u32 agent_tgid; /* never killed by policy */
+	__u32 armed; /* every exec program is attached: start reporting */
+	__u32 late_resolve; /* the iterator resolves what no path did */
 };
 
 /* Exec event flags. */
@@ -341,5 +363,62 @@ struct em_cgroup_event {
 	__u32 pad;
 	char path[EM_PATH_MAX]; /* relative to the cgroup v2 root */
 };
+
+/*
+ * The exec being reported, handed from one program on sched_process_exec
+ * to the next (per-CPU: a tracepoint runs its programs back to back with
+ * preemption off). em_exec fills it; a resolver path that learns the build
+ * ID sends it and marks it done; em_exec_tail sends what is left.
+ */
+enum em_exec_stage {
+	EM_STAGE_IDLE = 0,
+	EM_STAGE_UNRESOLVED = 1,
+	EM_STAGE_DONE = 2,
+};
+
+struct em_exec_state {
+	__u32 tid;
+	__u32 stage; /* enum em_exec_stage */
+	__u64 seq; /* per-CPU exec counter: detects a lost hand-over */
+	struct em_exec_event ev;
+};
+
+/*
+ * Page-cache unit (bpf/page_cache.bpf.c): the bases that translate a
+ * struct page to its direct-map address, and the calibration iterator's
+ * request and result (agent/bpf/page_cache_calibration.cc).
+ */
+struct em_pc_bases {
+	__u64 page_offset_base;
+	__u64 vmemmap_base;
+};
+
+struct em_pc_calib_req {
+	__u32 tgid;
+	__u32 fd;
+	__u32 mode; /* EM_PC_CAL_* */
+	__u32 pad;
+	__u64 search_start; /* first candidate page_offset_base */
+	__u64 search_step;
+	__u64 search_count;
+	__u64 pfn; /* of the marker page, for the search */
+	__u64 marker64; /* the marker's first 8 bytes, for the search */
+	struct em_pc_bases cand; /* EM_PC_CAL_READ: the bases to read through */
+};
+
+struct em_pc_calib_out {
+	__u64 page; /* struct page of the marker page */
+	__u64 ksym_page_offset_base; /* value of the symbol, 0 = none */
+	__u64 ksym_vmemmap_base;
+	__u64 found; /* page_offset_base whose read matched, 0 = none */
+	__u64 page_size_of_struct; /* sizeof(struct page) */
+	__u8 marker[32]; /* read through em_pc_bases */
+	__s32 read_err;
+	__u32 pad;
+};
+
+#define EM_PC_CAL_FIND 0 /* page + ksyms */
+#define EM_PC_CAL_READ 1 /* marker through em_pc_bases, as exec reads */
+#define EM_PC_CAL_SEARCH 2 /* page_offset_base candidates */
 
 #endif /* EXECMON_ABI_H */

@@ -17,10 +17,11 @@
 #include "execmon_abi.h"
 #include "core_fixes.bpf.h"
 
-/* The generation execs are judged with; flipped by the agent on reload. */
-volatile __u32 em_active_gen;
-/* Processes never killed (pid 1, the agent): the kill becomes an alert. */
-volatile __u32 em_agent_tgid;
+/*
+ * The generation execs are judged with (em_globals.active_gen) is flipped
+ * by the agent on reload; pid 1 and the agent (em_globals.agent_tgid) are
+ * never killed: the kill becomes an alert. Included by common.bpf.h.
+ */
 
 /* Build IDs named by any policy, per generation. Sized by the agent. */
 struct {
@@ -190,7 +191,8 @@ static __always_inline void em_judge(struct task_struct *task,
 	struct em_policy_key key = {};
 	struct em_policy_val *val;
 	__u64 scope, viol, pick, deny = 0, allow = 0;
-	__u32 gen = em_active_gen, slot = gen & 1, idx;
+	struct em_globals *g = em_glob();
+	__u32 gen = g ? g->active_gen : 0, slot = gen & 1, idx;
 	bool known = bid->error == EM_BID_OK && bid->len > 0;
 
 	v->gen = gen;
@@ -243,9 +245,10 @@ static __always_inline void em_judge(struct task_struct *task,
 /* pid 1 and the agent are never killed by policy. */
 static __always_inline bool em_protected(struct task_struct *task)
 {
+	struct em_globals *g = em_glob();
 	__u32 tgid = BPF_CORE_READ(task, tgid);
 
-	return tgid == 1 || (em_agent_tgid && tgid == em_agent_tgid);
+	return tgid == 1 || (g && g->agent_tgid && tgid == g->agent_tgid);
 }
 
 #endif /* EXECMON_POLICY_BPF_H */

@@ -14,40 +14,133 @@
 #include <cstdio>
 #include <cstring>
 
+#include <sys/mman.h>
+
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "agent/common/log.h"
 #include "bpf/execmon_abi.h"
+#include "agent/bpf/page_cache_calibration.h"
 #include "execmon_bpf.skel.h"
+#include "execmon_iter_bpf.skel.h"
+#include "execmon_pc_bpf.skel.h"
+#include "execmon_tw_bpf.skel.h"
 
 namespace execmon {
 namespace {
 
 constexpr char kVmlinuxBtf[] = "/sys/kernel/btf/vmlinux";
-constexpr char kTaskWorkKfunc[] = "bpf_task_work_schedule_resume_impl";
+// While a unit loads, libbpf's warnings (the verifier's log among them)
+// are collected here instead of logged: a refused optional path is one
+// line with the kernel's reason, not a page of verifier log.
+std::string* g_capture = nullptr;
 
 int LibbpfPrint(enum libbpf_print_level level, const char* fmt, va_list args) {
   if (level == LIBBPF_DEBUG && !LogEnabled(LogLevel::kDebug)) return 0;
-  char buf[2048];
-  int n = std::vsnprintf(buf, sizeof(buf), fmt, args);
-  absl::string_view line(buf, n > 0 ? std::min<size_t>(n, sizeof(buf) - 1) : 0);
+  std::string text;
+  {
+    va_list copy;
+    va_copy(copy, args);
+    int n = std::vsnprintf(nullptr, 0, fmt, copy);
+    va_end(copy);
+    if (n < 0) return 0;
+    text.resize(n + 1);
+    std::vsnprintf(text.data(), text.size(), fmt, args);
+    text.resize(n);
+  }
+  if (g_capture != nullptr && level != LIBBPF_DEBUG) {
+    absl::StrAppend(g_capture, text);
+    return 0;
+  }
+  absl::string_view line(text);
   while (!line.empty() && line.back() == '\n') line.remove_suffix(1);
   Log(level == LIBBPF_WARN ? LogLevel::kWarning : LogLevel::kDebug,
       "libbpf: ", line);
   return 0;
 }
 
+// The lines of a failed load's libbpf output that say why: the last lines
+// of the verifier's log before its statistics, else libbpf's own last
+// complaint.
+std::string RefusalReason(absl::string_view captured) {
+  std::vector<std::string> lines;
+  bool in_log = false;
+  std::vector<std::string> verifier;
+  for (absl::string_view raw : absl::StrSplit(captured, '\n')) {
+    absl::string_view l = absl::StripAsciiWhitespace(raw);
+    if (l.empty()) continue;
+    if (absl::StrContains(l, "-- BEGIN PROG LOAD LOG --")) {
+      in_log = true;
+      verifier.clear();
+      continue;
+    }
+    if (absl::StrContains(l, "-- END PROG LOAD LOG --")) {
+      in_log = false;
+      continue;
+    }
+    if (in_log) {
+      if (absl::StartsWith(l, "processed ") ||
+          absl::StartsWith(l, "verification time") ||
+          absl::StartsWith(l, "stack depth") ||
+          absl::StartsWith(l, "max_states_per_insn") ||
+          absl::StartsWith(l, "func#") || absl::StartsWith(l, ";")) {
+        continue;
+      }
+      verifier.emplace_back(l);
+    } else {
+      lines.emplace_back(l);
+    }
+  }
+  if (!verifier.empty()) {
+    size_t from = verifier.size() > 2 ? verifier.size() - 2 : 0;
+    std::vector<std::string> tail(verifier.begin() + from, verifier.end());
+    return absl::StrCat("verifier: ", absl::StrJoin(tail, " / "));
+  }
+  // libbpf's lines: skip its generic "failed to load object" trailer.
+  for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
+    if (absl::StrContains(*it, "failed to load object")) continue;
+    return std::string(absl::StripPrefix(*it, "libbpf: "));
+  }
+  return "refused (no reason given)";
+}
+
+// Loads with libbpf's output captured; on failure returns the reason.
+template <typename LoadFn>
+absl::Status LoadCaptured(LoadFn load, absl::string_view what) {
+  std::string captured;
+  g_capture = &captured;
+  int err = load();
+  g_capture = nullptr;
+  if (err == 0) return absl::OkStatus();
+  err = err < 0 ? -err : err;
+  return absl::FailedPreconditionError(absl::StrCat(
+      what, " refused by kernel ", "(", std::strerror(err),
+      "): ", RefusalReason(captured)));
+}
+
 absl::Status ErrnoStatus(int err, absl::string_view what) {
   err = err < 0 ? -err : err;
-  std::string msg = absl::StrCat(what, ": ", std::strerror(err));
-  if (err == EPERM || err == EACCES) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        msg,
-        " (loading BPF needs CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE, "
-        "or root; in Kubernetes see deploy/helm securityContext)"));
+  return absl::InternalError(absl::StrCat(what, ": ", std::strerror(err)));
+}
+
+uint32_t VerifiedInsns(bpf_object* obj) {
+  uint32_t total = 0;
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, obj) {
+    int fd = bpf_program__fd(prog);
+    if (fd < 0) continue;
+    bpf_prog_info info{};
+    __u32 len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
+      total += info.verified_insns;
+    }
   }
-  return absl::InternalError(msg);
+  return total;
 }
 
 bool HasCap(const __user_cap_data_struct data[2], int cap) {
@@ -102,10 +195,65 @@ absl::StatusOr<KernelFeatures> ProbeKernel() {
                      std::strerror(errno)));
   }
   f.btf = true;
-  f.task_work = btf__find_by_name_kind(btf, kTaskWorkKfunc, BTF_KIND_FUNC) >= 0;
+  auto has_func = [btf](const char* name) {
+    return btf__find_by_name_kind(btf, name, BTF_KIND_FUNC) >= 0;
+  };
+  f.task_work_impl = has_func("bpf_task_work_schedule_resume_impl");
+  f.task_work_implicit = has_func("bpf_task_work_schedule_resume");
+  f.send_signal_task = has_func("bpf_send_signal_task");
   btf__free(btf);
   return f;
 }
+
+const char* ResolverPathName(ResolverPath path) {
+  switch (path) {
+    case ResolverPath::kPageCache:
+      return "page_cache";
+    case ResolverPath::kTaskWork:
+      return "task_work";
+    case ResolverPath::kIterator:
+      return "iterator";
+  }
+  return "?";
+}
+
+absl::StatusOr<ResolverChoice> ParseResolverChoice(absl::string_view s) {
+  ResolverChoice c;
+  if (s == "auto") return c;
+  c.automatic = false;
+  c.paths.clear();
+  for (absl::string_view name : absl::StrSplit(s, ',', absl::SkipEmpty())) {
+    bool found = false;
+    for (ResolverPath p : kAllResolverPaths) {
+      if (name == ResolverPathName(p)) {
+        if (std::find(c.paths.begin(), c.paths.end(), p) == c.paths.end()) {
+          c.paths.push_back(p);
+        }
+        found = true;
+      }
+    }
+    if (!found) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--build_id_resolver: unknown path '", name,
+          "': want auto, or a comma-separated list of page_cache, task_work "
+          "and iterator"));
+    }
+  }
+  if (c.paths.empty()) {
+    return absl::InvalidArgumentError("--build_id_resolver: empty list");
+  }
+  // Chain order is fixed, whatever order they were named in.
+  std::sort(c.paths.begin(), c.paths.end());
+  return c;
+}
+
+// Rodata every unit has (bpf/common.bpf.h), set identically in each.
+#define EM_SET_COMMON_RODATA(skel, options, features)                   \
+  do {                                                                  \
+    (skel)->rodata->em_cache_min_age_ns = (options).cache_min_age_ns;   \
+    (skel)->rodata->em_wakeup_bytes = (options).wakeup_bytes;           \
+    (skel)->rodata->em_has_send_signal_task = (features).send_signal_task; \
+  } while (0)
 
 absl::StatusOr<std::unique_ptr<BpfLoader>> BpfLoader::Create(
     const BpfOptions& options, RecordCallback on_record) {
@@ -117,33 +265,14 @@ absl::StatusOr<std::unique_ptr<BpfLoader>> BpfLoader::Create(
     if (!f.ok()) return f.status();
     loader->features_ = *f;
   }
-  switch (options.resolver) {
-    case ResolverMode::kAuto:
-      loader->use_task_work_ = loader->features_.task_work;
-      break;
-    case ResolverMode::kTaskWork:
-      if (!loader->features_.task_work) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("--build-id-resolver=task_work: kernel ",
-                         loader->features_.release, " has no ", kTaskWorkKfunc,
-                         " (needs 6.18+); use auto or iterator"));
-      }
-      loader->use_task_work_ = true;
-      break;
-    case ResolverMode::kIterator:
-      loader->use_task_work_ = false;
-      break;
-  }
   loader->ncpus_ = libbpf_num_possible_cpus();
   if (loader->ncpus_ <= 0) return ErrnoStatus(-loader->ncpus_, "possible CPUs");
 
+  // The core unit: exec capture. Without it there is nothing to run.
   execmon_bpf* skel = execmon_bpf__open();
   if (skel == nullptr) return ErrnoStatus(errno, "opening the BPF object");
   loader->skel_ = skel;
-  skel->rodata->em_use_task_work = loader->use_task_work_;
-  skel->rodata->em_wakeup_bytes = options.wakeup_bytes;
-  skel->rodata->em_cache_min_age_ns = options.cache_min_age_ns;
-  skel->rodata->em_page_shift = __builtin_ctzl(sysconf(_SC_PAGESIZE));
+  EM_SET_COMMON_RODATA(skel, options, loader->features_);
   int err =
       bpf_map__set_max_entries(skel->maps.em_events, options.ring_buffer_bytes);
   if (!err) {
@@ -151,25 +280,57 @@ absl::StatusOr<std::unique_ptr<BpfLoader>> BpfLoader::Create(
                                    options.cache_entries);
   }
   if (!err) {
-    err = bpf_map__set_max_entries(skel->maps.em_pending,
-                                   options.pending_entries);
-  }
-  if (!err) {
     err = bpf_map__set_max_entries(skel->maps.em_policy_ids,
                                    2 * options.max_policy_ids);
   }
   loader->max_policy_ids_ = options.max_policy_ids;
   if (err) return ErrnoStatus(err, "sizing BPF maps");
-  // Iterators run on demand, never at attach time.
   bpf_program__set_autoattach(skel->progs.em_snap_tasks, false);
   bpf_program__set_autoattach(skel->progs.em_snap_vmas, false);
-  bpf_program__set_autoattach(skel->progs.em_resolve, false);
-  bpf_program__set_autoattach(skel->progs.em_sweep, false);
+  if (absl::Status s = LoadCaptured([&] { return execmon_bpf__load(skel); },
+                                    "exec capture (the core BPF unit) was");
+      !s.ok()) {
+    return s;
+  }
 
-  err = execmon_bpf__load(skel);
-  if (err) return ErrnoStatus(err, "loading BPF programs");
+  // Optional units, in chain order. An explicit choice makes its paths
+  // required; auto takes what the kernel accepts.
+  for (ResolverPath path : kAllResolverPaths) {
+    PathStatus st;
+    st.path = path;
+    st.requested = std::find(options.resolver.paths.begin(),
+                             options.resolver.paths.end(),
+                             path) != options.resolver.paths.end();
+    if (!st.requested) {
+      st.reason = "not selected by --build_id_resolver";
+    } else if (std::find(options.refuse.begin(), options.refuse.end(), path) !=
+               options.refuse.end()) {
+      st.reason = "treated as refused (--resolver_refuse)";
+    } else if (absl::Status s = loader->LoadUnit(path, options); !s.ok()) {
+      st.reason = std::string(s.message());
+    } else {
+      st.loaded = true;
+      st.verified_insns = VerifiedInsns(loader->UnitObject(path));
+    }
+    loader->paths_.push_back(st);
+    if (st.requested && !st.loaded && !options.resolver.automatic) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("--build_id_resolver=", ResolverPathName(path), ": ",
+                       st.reason));
+    }
+  }
+  const size_t globals_size = sizeof(em_globals);
+  void* g = mmap(nullptr, std::max<size_t>(globals_size, sysconf(_SC_PAGESIZE)),
+                 PROT_READ | PROT_WRITE, MAP_SHARED,
+                 bpf_map__fd(skel->maps.em_globals), 0);
+  if (g == MAP_FAILED) return ErrnoStatus(errno, "mapping em_globals");
+  loader->globals_ = static_cast<em_globals*>(g);
   loader->RefreshClockOffset();
-  skel->bss->em_agent_tgid = getpid();
+  loader->globals_->agent_tgid = getpid();
+  // An exec no path resolved is sent "pending" when the iterator will
+  // resolve it late, else as unresolved (and judged as unknown).
+  loader->globals_->late_resolve =
+      loader->path_loaded(ResolverPath::kIterator) ? 1 : 0;
 
   loader->ring_ = ring_buffer__new(
       bpf_map__fd(skel->maps.em_events),
@@ -184,6 +345,177 @@ absl::StatusOr<std::unique_ptr<BpfLoader>> BpfLoader::Create(
   return loader;
 }
 
+absl::Status BpfLoader::ShareCoreMaps(bpf_object* unit) {
+  bpf_map* map;
+  bpf_object__for_each_map(map, unit) {
+    if (bpf_map__is_internal(map)) continue;
+    bpf_map* core = bpf_object__find_map_by_name(skel_->obj, bpf_map__name(map));
+    if (core == nullptr) continue;  // the unit's own
+    int err = bpf_map__reuse_fd(map, bpf_map__fd(core));
+    if (err) {
+      return ErrnoStatus(err,
+                         absl::StrCat("sharing map ", bpf_map__name(map)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status BpfLoader::LoadUnit(ResolverPath path, const BpfOptions& options) {
+  const std::string what =
+      absl::StrCat("the ", ResolverPathName(path), " unit was");
+  const uint32_t page_shift = __builtin_ctzl(sysconf(_SC_PAGESIZE));
+  switch (path) {
+    case ResolverPath::kPageCache: {
+      execmon_pc_bpf* u = execmon_pc_bpf__open();
+      if (u == nullptr) return ErrnoStatus(errno, "opening page_cache");
+      pc_ = u;
+      EM_SET_COMMON_RODATA(u, options, features_);
+      u->rodata->em_pc_page_shift = page_shift;
+      bpf_program__set_autoattach(u->progs.em_pc_calibrate, false);
+      if (absl::Status s = ShareCoreMaps(u->obj); !s.ok()) return s;
+      if (absl::Status s =
+              LoadCaptured([&] { return execmon_pc_bpf__load(u); }, what);
+          !s.ok()) {
+        UnloadUnit(path);
+        return s;
+      }
+      if (absl::Status s = CalibratePageCache(); !s.ok()) {
+        UnloadUnit(path);
+        return s;
+      }
+      return absl::OkStatus();
+    }
+    case ResolverPath::kTaskWork: {
+      execmon_tw_bpf* u = execmon_tw_bpf__open();
+      if (u == nullptr) return ErrnoStatus(errno, "opening task_work");
+      tw_ = u;
+      EM_SET_COMMON_RODATA(u, options, features_);
+      u->rodata->em_tw_implicit = features_.task_work_implicit;
+      u->rodata->em_page_shift = page_shift;
+      int err = bpf_map__set_max_entries(u->maps.em_pending,
+                                         options.pending_entries);
+      if (err) return ErrnoStatus(err, "sizing em_pending");
+      if (absl::Status s = ShareCoreMaps(u->obj); !s.ok()) return s;
+      if (absl::Status s =
+              LoadCaptured([&] { return execmon_tw_bpf__load(u); }, what);
+          !s.ok()) {
+        UnloadUnit(path);
+        return s;
+      }
+      return absl::OkStatus();
+    }
+    case ResolverPath::kIterator: {
+      execmon_iter_bpf* u = execmon_iter_bpf__open();
+      if (u == nullptr) return ErrnoStatus(errno, "opening iterator");
+      iter_ = u;
+      EM_SET_COMMON_RODATA(u, options, features_);
+      u->rodata->em_page_shift = page_shift;
+      bpf_program__set_autoattach(u->progs.em_resolve, false);
+      bpf_program__set_autoattach(u->progs.em_sweep, false);
+      if (absl::Status s = ShareCoreMaps(u->obj); !s.ok()) return s;
+      absl::Status s =
+          LoadCaptured([&] { return execmon_iter_bpf__load(u); }, what);
+      if (!s.ok() && features_.send_signal_task) {
+        // The kernel lists bpf_send_signal_task but may refuse it here:
+        // without it the agent kills from user space.
+        UnloadUnit(path);
+        LogWarning("iterator unit: ", s.message(),
+                   "; retrying without bpf_send_signal_task");
+        u = execmon_iter_bpf__open();
+        if (u == nullptr) return ErrnoStatus(errno, "opening iterator");
+        iter_ = u;
+        KernelFeatures without = features_;
+        without.send_signal_task = false;
+        EM_SET_COMMON_RODATA(u, options, without);
+        u->rodata->em_page_shift = page_shift;
+        bpf_program__set_autoattach(u->progs.em_resolve, false);
+        bpf_program__set_autoattach(u->progs.em_sweep, false);
+        if (absl::Status s2 = ShareCoreMaps(u->obj); !s2.ok()) return s2;
+        s = LoadCaptured([&] { return execmon_iter_bpf__load(u); }, what);
+      }
+      if (!s.ok()) {
+        UnloadUnit(path);
+        return s;
+      }
+      return absl::OkStatus();
+    }
+  }
+  return absl::InternalError("unknown path");
+}
+
+void BpfLoader::UnloadUnit(ResolverPath path) {
+  switch (path) {
+    case ResolverPath::kPageCache:
+      if (pc_ != nullptr) execmon_pc_bpf__destroy(pc_);
+      pc_ = nullptr;
+      break;
+    case ResolverPath::kTaskWork:
+      if (tw_ != nullptr) execmon_tw_bpf__destroy(tw_);
+      tw_ = nullptr;
+      break;
+    case ResolverPath::kIterator:
+      if (iter_ != nullptr) execmon_iter_bpf__destroy(iter_);
+      iter_ = nullptr;
+      break;
+  }
+}
+
+absl::Status BpfLoader::CalibratePageCache() {
+  PageCacheCalibrator::RunFn run =
+      [this](const em_pc_calib_req& req) -> absl::StatusOr<em_pc_calib_out> {
+    pc_->bss->em_pc_cal_req = req;
+    auto out = RunIterator(pc_->progs.em_pc_calibrate, 0);
+    if (!out.ok()) return out.status();
+    if (out->size() != sizeof(em_pc_calib_out)) {
+      return absl::InternalError(absl::StrCat(
+          "calibration iterator returned ", out->size(), " bytes"));
+    }
+    em_pc_calib_out r;
+    std::memcpy(&r, out->data(), sizeof(r));
+    return r;
+  };
+  auto bases = PageCacheCalibrator(run).Calibrate();
+  if (!bases.ok()) return bases.status();
+  pc_->bss->em_pc_bases.page_offset_base = bases->page_offset_base;
+  pc_->bss->em_pc_bases.vmemmap_base = bases->vmemmap_base;
+  LogInfo("page cache: direct map at 0x", absl::Hex(bases->page_offset_base),
+          ", struct pages at 0x", absl::Hex(bases->vmemmap_base), " (",
+          bases->how, "; validated by reading back a page the agent wrote)");
+  return absl::OkStatus();
+}
+
+bpf_object* BpfLoader::UnitObject(ResolverPath path) const {
+  switch (path) {
+    case ResolverPath::kPageCache:
+      return pc_ != nullptr ? pc_->obj : nullptr;
+    case ResolverPath::kTaskWork:
+      return tw_ != nullptr ? tw_->obj : nullptr;
+    case ResolverPath::kIterator:
+      return iter_ != nullptr ? iter_->obj : nullptr;
+  }
+  return nullptr;
+}
+
+bool BpfLoader::path_loaded(ResolverPath path) const {
+  for (const PathStatus& p : paths_) {
+    if (p.path == path) return p.loaded;
+  }
+  return false;
+}
+
+std::string BpfLoader::chain() const {
+  std::vector<std::string> names;
+  for (const PathStatus& p : paths_) {
+    if (p.loaded) names.push_back(ResolverPathName(p.path));
+  }
+  return names.empty() ? "none" : absl::StrJoin(names, ",");
+}
+
+bool BpfLoader::judges_at_exec() const {
+  return path_loaded(ResolverPath::kPageCache) ||
+         path_loaded(ResolverPath::kTaskWork);
+}
+
 absl::Status BpfLoader::EnableProgramStats() {
   if (stats_fd_ >= 0) return absl::OkStatus();
   int fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
@@ -195,30 +527,51 @@ absl::Status BpfLoader::EnableProgramStats() {
 
 std::vector<BpfLoader::ProgramStats> BpfLoader::ReadProgramStats() const {
   std::vector<ProgramStats> out;
-  bpf_program* prog;
-  bpf_object__for_each_program(prog, skel_->obj) {
-    int fd = bpf_program__fd(prog);
-    if (fd < 0) continue;
-    bpf_prog_info info{};
-    __u32 len = sizeof(info);
-    if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) continue;
-    out.push_back({bpf_program__name(prog), info.run_time_ns, info.run_cnt});
+  for (bpf_object* obj :
+       {skel_->obj, UnitObject(ResolverPath::kPageCache),
+        UnitObject(ResolverPath::kTaskWork),
+        UnitObject(ResolverPath::kIterator)}) {
+    if (obj == nullptr) continue;
+    bpf_program* prog;
+    bpf_object__for_each_program(prog, obj) {
+      int fd = bpf_program__fd(prog);
+      if (fd < 0) continue;
+      bpf_prog_info info{};
+      __u32 len = sizeof(info);
+      if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) continue;
+      out.push_back({bpf_program__name(prog), info.run_time_ns, info.run_cnt});
+    }
   }
   return out;
 }
 
 BpfLoader::~BpfLoader() {
   if (stats_fd_ >= 0) close(stats_fd_);
-  for (bpf_link* link : links_) bpf_link__destroy(link);
+  Detach();
   if (ring_ != nullptr) ring_buffer__free(ring_);
+  if (globals_ != nullptr) {
+    munmap(globals_, std::max<size_t>(sizeof(em_globals), sysconf(_SC_PAGESIZE)));
+  }
+  for (ResolverPath p : kAllResolverPaths) UnloadUnit(p);
   if (skel_ != nullptr) execmon_bpf__destroy(skel_);
 }
 
 absl::Status BpfLoader::Attach() {
-  // cgroup records first: a container's cgroup is known before its execs.
-  for (bpf_program* prog :
-       {skel_->progs.em_cgroup_mkdir, skel_->progs.em_cgroup_rmdir,
-        skel_->progs.em_exec, skel_->progs.em_fork, skel_->progs.em_exit}) {
+  // Programs on one tracepoint run in the order they were attached: the
+  // exec chain em_exec -> page_cache -> task_work -> em_exec_tail, and a
+  // task_work exec that died before its callback is sent before the exit
+  // record of its process. cgroup records first: a container's cgroup is
+  // known before its execs.
+  std::vector<bpf_program*> order = {skel_->progs.em_cgroup_mkdir,
+                                     skel_->progs.em_cgroup_rmdir,
+                                     skel_->progs.em_exec};
+  if (pc_ != nullptr) order.push_back(pc_->progs.em_exec_pc);
+  if (tw_ != nullptr) order.push_back(tw_->progs.em_exec_tw);
+  order.push_back(skel_->progs.em_exec_tail);
+  if (tw_ != nullptr) order.push_back(tw_->progs.em_exit_tw);
+  order.push_back(skel_->progs.em_fork);
+  order.push_back(skel_->progs.em_exit);
+  for (bpf_program* prog : order) {
     bpf_link* link = bpf_program__attach(prog);
     if (link == nullptr) {
       return ErrnoStatus(errno,
@@ -226,10 +579,13 @@ absl::Status BpfLoader::Attach() {
     }
     links_.push_back(link);
   }
+  // The whole chain is in place: start reporting.
+  __atomic_store_n(&globals_->armed, 1, __ATOMIC_SEQ_CST);
   return absl::OkStatus();
 }
 
 void BpfLoader::Detach() {
+  if (globals_ != nullptr) __atomic_store_n(&globals_->armed, 0, __ATOMIC_SEQ_CST);
   for (bpf_link* link : links_) bpf_link__destroy(link);
   links_.clear();
 }
@@ -253,8 +609,9 @@ absl::StatusOr<int> BpfLoader::Drain() {
 }
 
 void BpfLoader::RefreshClockOffset() {
-  skel_->bss->em_boot_to_real_ns =
-      ClockNs(CLOCK_REALTIME) - ClockNs(CLOCK_BOOTTIME);
+  __atomic_store_n(&globals_->boot_to_real_ns,
+                   ClockNs(CLOCK_REALTIME) - ClockNs(CLOCK_BOOTTIME),
+                   __ATOMIC_RELAXED);
 }
 
 absl::StatusOr<std::vector<uint8_t>> BpfLoader::RunIterator(bpf_program* prog,
@@ -308,10 +665,15 @@ absl::StatusOr<std::vector<uint8_t>> BpfLoader::RunSnapshotObjects() {
 
 absl::StatusOr<std::vector<uint8_t>> BpfLoader::Resolve(
     uint32_t pid, absl::Span<const ResolveItem> items, BuildIdSource source) {
+  if (iter_ == nullptr) {
+    return absl::UnavailableError(absl::StrCat(
+        "late resolution unavailable: ",
+        paths_.empty() ? "" : paths_.back().reason));
+  }
   std::vector<uint8_t> all;
   for (size_t start = 0; start < items.size(); start += EM_RESOLVE_MAX) {
     size_t n = std::min<size_t>(EM_RESOLVE_MAX, items.size() - start);
-    em_resolve_req& req = skel_->bss->em_req;
+    em_resolve_req& req = iter_->bss->em_req;
     req.pid = pid;
     req.n = n;
     for (size_t i = 0; i < n; ++i) {
@@ -327,8 +689,8 @@ absl::StatusOr<std::vector<uint8_t>> BpfLoader::Resolve(
       k.pad = 0;
       k.size = item.key.size;
     }
-    skel_->data->em_req_source = static_cast<uint32_t>(source);
-    auto out = RunIterator(skel_->progs.em_resolve, pid);
+    iter_->data->em_req_source = static_cast<uint32_t>(source);
+    auto out = RunIterator(iter_->progs.em_resolve, pid);
     if (!out.ok()) return out.status();
     // Indices in the records are relative to this batch: rebase them.
     for (size_t off = 0; off + sizeof(em_resolved) <= out->size();
@@ -409,7 +771,7 @@ absl::StatusOr<uint32_t> BpfLoader::LoadPolicies(
     return ErrnoStatus(errno, "loading policy attributes");
   }
   // The flip: from here on every exec is judged with the new generation.
-  __atomic_store_n(&skel_->bss->em_active_gen, gen, __ATOMIC_SEQ_CST);
+  __atomic_store_n(&globals_->active_gen, gen, __ATOMIC_SEQ_CST);
   active_gen_ = gen;
   gen_keys_.emplace_back(gen, std::move(keys));
   // Keep the previous generation (an exec that read the old number just
@@ -443,7 +805,11 @@ absl::StatusOr<uint32_t> BpfLoader::LoadPolicies(
 }
 
 absl::StatusOr<std::vector<uint8_t>> BpfLoader::RunSweep() {
-  return RunIterator(skel_->progs.em_sweep, 0);
+  if (iter_ == nullptr) {
+    return absl::UnavailableError(
+        "the policy sweep of running processes needs the iterator unit");
+  }
+  return RunIterator(iter_->progs.em_sweep, 0);
 }
 
 absl::StatusOr<std::vector<uint64_t>> BpfLoader::ReadStats() const {

@@ -17,20 +17,49 @@
 #include "agent/policy/compiler.h"
 
 struct execmon_bpf;
+struct execmon_pc_bpf;
+struct execmon_tw_bpf;
+struct execmon_iter_bpf;
+struct bpf_object;
 struct ring_buffer;
 struct bpf_link;
 struct bpf_program;
 
 namespace execmon {
 
-enum class ResolverMode {
-  kAuto,      // task_work when the kernel has it, else iterator
-  kTaskWork,  // require bpf_task_work (fail start-up without it)
-  kIterator,  // late resolution by iterator runs, even if task_work exists
+// The build-ID resolver paths, in the order an exec that missed the cache
+// tries them. Each is its own BPF object (bpf/<unit>.bpf.c): the verifier
+// accepts or refuses each one alone.
+enum class ResolverPath {
+  kPageCache,  // the exec'd file's page cache, in the exec tracepoint
+  kTaskWork,   // bpf_task_work callback before the first instruction
+  kIterator,   // late: iterator reads the running process's memory
+};
+inline constexpr ResolverPath kAllResolverPaths[] = {
+    ResolverPath::kPageCache, ResolverPath::kTaskWork, ResolverPath::kIterator};
+const char* ResolverPathName(ResolverPath path);
+// Parses "auto" or a comma-separated list of path names.
+struct ResolverChoice {
+  bool automatic = true;  // every path the kernel accepts; none required
+  // In chain order. Explicit: exactly these, all required.
+  std::vector<ResolverPath> paths = {std::begin(kAllResolverPaths),
+                                     std::end(kAllResolverPaths)};
+};
+absl::StatusOr<ResolverChoice> ParseResolverChoice(absl::string_view s);
+
+// What became of one path at start-up.
+struct PathStatus {
+  ResolverPath path;
+  bool loaded = false;
+  bool requested = true;  // false: not in an explicit --build_id_resolver
+  std::string reason;     // why not loaded: the kernel's own words
+  uint32_t verified_insns = 0;  // sum over the unit's programs, where known
 };
 
 struct BpfOptions {
-  ResolverMode resolver = ResolverMode::kAuto;
+  ResolverChoice resolver;
+  // Paths to treat as refused by the kernel (testing the fallbacks).
+  std::vector<ResolverPath> refuse;
   uint32_t ring_buffer_bytes = 16u << 20;
   uint32_t cache_entries = 16384;
   uint32_t pending_entries = 4096;
@@ -43,10 +72,13 @@ struct BpfOptions {
   uint64_t wakeup_bytes = 256 * 1024;
 };
 
-// What the running kernel offers, probed before load.
+// What the running kernel's BTF lists, read before load. Whether a path
+// works is decided by loading it, not by these.
 struct KernelFeatures {
   bool btf = false;
-  bool task_work = false;  // bpf_task_work_schedule_resume_impl kfunc
+  bool task_work_impl = false;      // bpf_task_work_schedule_resume_impl
+  bool task_work_implicit = false;  // bpf_task_work_schedule_resume
+  bool send_signal_task = false;    // bpf_send_signal_task kfunc
   std::string release;
 };
 
@@ -134,20 +166,37 @@ class BpfLoader {
   // Entries currently in the build-ID cache (walks the map; for metrics).
   absl::StatusOr<uint64_t> CacheEntries() const;
 
-  bool uses_task_work() const { return use_task_work_; }
   const KernelFeatures& features() const { return features_; }
+  // Every path, loaded or not, in chain order.
+  const std::vector<PathStatus>& paths() const { return paths_; }
+  bool path_loaded(ResolverPath path) const;
+  // The loaded paths in chain order, e.g. "page_cache,task_work,iterator".
+  std::string chain() const;
+  // Whether a first-seen binary is judged before its first instruction
+  // when its pages are resident (page_cache or task_work loaded).
+  bool judges_at_exec() const;
 
  private:
   BpfLoader() = default;
   absl::StatusOr<std::vector<uint8_t>> RunIterator(::bpf_program* prog,
                                                    uint32_t tid);
+  // Opens, wires to the core's maps and loads one optional unit.
+  absl::Status LoadUnit(ResolverPath path, const BpfOptions& options);
+  absl::Status CalibratePageCache();
+  void UnloadUnit(ResolverPath path);
+  ::bpf_object* UnitObject(ResolverPath path) const;
+  absl::Status ShareCoreMaps(::bpf_object* unit);
 
   execmon_bpf* skel_ = nullptr;
+  execmon_pc_bpf* pc_ = nullptr;
+  execmon_tw_bpf* tw_ = nullptr;
+  execmon_iter_bpf* iter_ = nullptr;
+  em_globals* globals_ = nullptr;  // mmap of em_globals
+  std::vector<PathStatus> paths_;
   ring_buffer* ring_ = nullptr;
   std::vector<::bpf_link*> links_;
   RecordCallback on_record_;
   KernelFeatures features_;
-  bool use_task_work_ = false;
   int ncpus_ = 1;
   uint32_t active_gen_ = 0;
   int stats_fd_ = -1;

@@ -72,7 +72,7 @@ FileKey KeyOf(const em_file_key& k) {
 
 absl::StatusOr<BuildId> BuildIdOf(const em_build_id& b) {
   BuildId out;
-  if (b.source > EM_BID_SRC_SNAPSHOT) {
+  if (b.source >= EM_BID_SRC_MAX) {
     return absl::InvalidArgumentError(
         absl::StrCat("build-ID source ", b.source, " out of range"));
   }

@@ -26,6 +26,8 @@ const char* BuildIdSourceName(BuildIdSource source) {
       return "iterator";
     case BuildIdSource::kSnapshot:
       return "snapshot";
+    case BuildIdSource::kPageCache:
+      return "page_cache";
   }
   return "none";
 }
@@ -62,6 +64,10 @@ const char* BuildIdErrorName(uint8_t error) {
       return "pending_table_full";
     case EM_BID_ERR_LIMIT:
       return "walk_limit";
+    case EM_BID_ERR_NOT_RESIDENT:
+      return "not_resident";
+    case EM_BID_ERR_UNRESOLVED:
+      return "unresolved";
   }
   return "unknown";
 }

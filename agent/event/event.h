@@ -19,6 +19,7 @@ enum class BuildIdSource : uint8_t {
   kTaskWork = 2,
   kIterator = 3,
   kSnapshot = 4,
+  kPageCache = 5,
 };
 
 // Identity of an executed or mapped file: the build-ID cache key.

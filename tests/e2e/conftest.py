@@ -46,8 +46,22 @@ def execmon_build_id(path):
     return hexid
 
 
+# The resolver paths that learn a first-seen binary's build ID at exec,
+# before its first instruction (docs/kernels.md), in chain order.
+EXEC_PATHS = ("page_cache", "task_work")
+
+
+class PathRefused(Exception):
+    """The kernel refused a resolver path the agent was told to require."""
+
+
 class Agent:
-    """A running `execmon run` writing JSON lines to a file."""
+    """A running `execmon run` writing JSON lines to a file.
+
+    chain: the resolver paths the agent loaded, from its start-up log;
+    exec_source: the build_id_source of a first-seen binary judged at exec
+    (the first of EXEC_PATHS loaded), or None when only late paths loaded.
+    """
 
     def __init__(self, tmp_path, *flags):
         self.out = tmp_path / "events.jsonl"
@@ -61,10 +75,19 @@ class Agent:
         deadline = time.monotonic() + 60
         while "ready:" not in self.log():
             if self.proc.poll() is not None:
+                m = re.search(r"--build_id_resolver=(\w+): (.*refused by kernel.*)",
+                              self.log())
+                if m:
+                    self._err_f.close()
+                    raise PathRefused(f"{m.group(1)}: {m.group(2)}")
                 raise AssertionError(f"agent exited {self.proc.returncode}:\n{self.log()}")
             if time.monotonic() > deadline:
                 raise AssertionError(f"agent not ready in 60 s:\n{self.log()}")
             time.sleep(0.05)
+        m = re.search(r"build-ID resolver chain: cache,(\S+)", self.log())
+        assert m, f"no resolver chain in the start-up log:\n{self.log()}"
+        self.chain = m.group(1).split(",")
+        self.exec_source = next((p for p in self.chain if p in EXEC_PATHS), None)
 
     def log(self):
         return self.err.read_text()
@@ -132,6 +155,29 @@ def agent_factory(tmp_path):
 @pytest.fixture
 def agent(agent_factory):
     return agent_factory()
+
+
+@pytest.fixture(params=EXEC_PATHS)
+def path_agent_factory(request, agent_factory):
+    """Like agent_factory, with one at-exec resolver path required (then the
+    late iterator): each path is exercised end to end on its own. A path
+    the running kernel refuses is a skip with the kernel's reason."""
+    path = request.param
+
+    def start(*flags, **kw):
+        try:
+            a = agent_factory(f"--build_id_resolver={path},iterator", *flags, **kw)
+        except PathRefused as e:
+            pytest.skip(f"kernel refuses resolver path {e}")
+        assert a.exec_source == path, a.chain
+        return a
+
+    return start
+
+
+@pytest.fixture
+def path_agent(path_agent_factory):
+    return path_agent_factory()
 
 
 def run(cmd, **kw):

@@ -62,7 +62,8 @@ def run_container(image, tmp_path, *cmd):
     return r, cidfile.read_text().strip()
 
 
-def test_exec_in_container_names_container_and_reads_build_id(agent, image, tmp_path):
+def test_exec_in_container_names_container_and_reads_build_id(path_agent, image, tmp_path):
+    agent = path_agent
     r, cid = run_container(image, tmp_path, "/bin/secret_prog")
     assert r.returncode == 0 and r.stdout == "inside\n", r.stderr
     assert not Path("/bin/secret_prog").exists()
@@ -74,7 +75,8 @@ def test_exec_in_container_names_container_and_reads_build_id(agent, image, tmp_
     # The container's view of the path, not the host's overlay path.
     assert p["binary"] == "/bin/secret_prog"
     assert p["build_id"] == image["build_id"]
-    assert p["build_id_source"] == "task_work"
+    assert p["build_id_source"] == agent.exec_source
+    assert p["build_id_late"] is False
     assert e["container"] == {"id": cid, "runtime": "podman"}
     assert "pod" not in e  # a plain podman container has no pod
     # The container's cgroup, as the kernel reported it.

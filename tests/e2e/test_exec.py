@@ -51,7 +51,8 @@ def test_exec_event_fields(agent, tmp_path):
     assert exe["size"] == st.st_size and exe["ctime_ns"] == st.st_ctime_ns
     assert exe["nlink"] == st.st_nlink and exe["mode"] == st.st_mode
     assert p["build_id"] == "0e0e0e0e00000008"
-    assert p["build_id_source"] in ("task_work", "cache")
+    assert p["build_id_source"] in (agent.exec_source, "cache")
+    assert p["build_id_late"] is False
     assert p["build_id_error"] is None
     assert p["fileless"] is False and "script" not in p
     assert p["exec_id"] and p["exec_id"] != p["parent_exec_id"]
@@ -78,15 +79,17 @@ def test_exec_event_fields(agent, tmp_path):
     ("hello_noid", None, "no_note"),
     ("hello_id24", None, "bad_build_id_size"),
 ])
-def test_build_id_of_fresh_binary(agent, tmp_path, name, want, error):
-    # A fresh copy is a guaranteed cache miss: resolved by the task_work.
+def test_build_id_of_fresh_binary(path_agent, tmp_path, name, want, error):
+    # A fresh copy is a guaranteed cache miss: resolved at exec by the path.
+    agent = path_agent
     prog = fresh_copy(BIN / name, tmp_path / name)
     pid, r = run([prog])
     assert r.returncode == 0, r.stderr
     p = agent.exec_event(pid)["process"]
     assert p["build_id"] == want
     assert p["build_id_error"] == error
-    assert p["build_id_source"] == "task_work"
+    assert p["build_id_source"] == agent.exec_source
+    assert p["build_id_late"] is False
     if want is not None:
         # Independent oracles agree. readelf refuses ld's 1-byte note: its
         # section (17 bytes) is not padded to the 4-byte note alignment,
@@ -106,33 +109,34 @@ def test_cli_buildid_rejects_oversized_note(tmp_path):
     assert "24 bytes" in r.stderr
 
 
-def test_miss_then_hit(agent_factory, tmp_path):
-    agent = agent_factory(MIN_AGE)
+def test_miss_then_hit(path_agent_factory, tmp_path):
+    agent = path_agent_factory(MIN_AGE)
     prog = fresh_copy(BIN / "hello_nopie20", tmp_path / "prog")
     time.sleep(0.5)  # older than --cache_min_age: cacheable
     pid1, _ = run([prog])
     pid2, _ = run([prog])
     p1 = agent.exec_event(pid1)["process"]
     p2 = agent.exec_event(pid2)["process"]
-    assert p1["build_id_source"] == "task_work"
+    assert p1["build_id_source"] == agent.exec_source
     assert p2["build_id_source"] == "cache"
     assert p1["build_id"] == p2["build_id"] == readelf_build_id(prog)
     assert p2["build_id_resolved_ns"] == p2["ktime_ns"]
 
 
-def test_fresh_binary_is_not_cached(agent, tmp_path):
+def test_fresh_binary_is_not_cached(path_agent, tmp_path):
+    agent = path_agent
     # Default --cache_min_age=2s: a file written just now is read every time.
     prog = fresh_copy(BIN / "hello_pie8", tmp_path / "prog")
     pids = [run([prog])[0] for _ in range(3)]
     for pid in pids:
         p = agent.exec_event(pid)["process"]
-        assert p["build_id_source"] == "task_work"
+        assert p["build_id_source"] == agent.exec_source
         assert p["build_id_cached"] is False
         assert p["build_id"] == "0e0e0e0e00000008"
 
 
-def test_overwrite_in_place_never_reports_stale_id(agent_factory, tmp_path):
-    agent = agent_factory(MIN_AGE)
+def test_overwrite_in_place_never_reports_stale_id(path_agent_factory, tmp_path):
+    agent = path_agent_factory(MIN_AGE)
     prog = fresh_copy(BIN / "hello_pie8", tmp_path / "prog")
     time.sleep(0.5)
     old_ino = prog.stat().st_ino
@@ -147,7 +151,7 @@ def test_overwrite_in_place_never_reports_stale_id(agent_factory, tmp_path):
     p3 = agent.exec_event(pid3)["process"]
     assert p3["exe"]["inode"] == old_ino
     assert p3["build_id"] == "2020202020202020202020202020202020200020"
-    assert p3["build_id_source"] == "task_work"
+    assert p3["build_id_source"] == agent.exec_source
     # Once old enough the new version is cached, under its new identity.
     time.sleep(0.5)
     pid4, _ = run([prog])

@@ -81,13 +81,13 @@ def run_in_cgroup(cg, cmd):
 
 
 @pytest.mark.parametrize("path", ["miss", "hit"])
-def test_enforce_kills_before_first_instruction(agent_factory, tmp_path, path):
+def test_enforce_kills_before_first_instruction(path_agent_factory, tmp_path, path):
     pol = write_policies(tmp_path / "pol", deny=policy("deny-marker", deny=[MARKER_ID]))
     marker = fresh_copy(BIN / "marker", tmp_path / "marker")
     if path == "hit":
         # Old enough to cache; one exec before the policy fills the cache.
         time.sleep(0.5)
-    agent = agent_factory(MIN_AGE, f"--policies={pol}")
+    agent = path_agent_factory(MIN_AGE, f"--policies={pol}")
     if path == "hit":
         run([BIN / "hello_pie8"])  # unrelated; the cache fill happens below
     allowed, r_ok = run([BIN / "hello_pie8", "neighbour"])
@@ -102,7 +102,7 @@ def test_enforce_kills_before_first_instruction(agent_factory, tmp_path, path):
                      "rule": "deny: note 3a3a", "mode": "enforce"}
         src = agent.exec_event(pid)["process"]["build_id_source"]
         if path == "miss":
-            assert src == "task_work" if i == 0 else src in ("task_work", "cache")
+            assert src == agent.exec_source if i == 0 else src in (agent.exec_source, "cache")
         elif i > 0:
             assert src == "cache"
         ex = agent.wait_for(lambda e: e["type"] == "exit" and e["process"]["pid"] == pid)
