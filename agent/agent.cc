@@ -35,6 +35,7 @@ constexpr LossCounter kLossCounters[] = {
     {EM_STAT_TW_SCHEDULE_FAIL, "execs sent without build ID: task_work failed"},
     {EM_STAT_PENDING_REPLACED, "pending resolutions replaced before running"},
     {EM_STAT_KILL_FAILED, "policy kills that could not be sent"},
+    {EM_STAT_STATE_LOST, "execs lost between chained exec programs"},
 };
 
 const char* KernelDecisionName(uint8_t d) {
@@ -729,7 +730,7 @@ void Agent::Tick() {
 absl::Status Agent::Run(const std::atomic<bool>& stop) {
   metrics_ = std::make_unique<Metrics>(
       BuildInfo{EXECMON_VERSION, loader_->features().release,
-                loader_->chain()});
+                loader_->first_seen_path(), loader_->chain()});
   for (const auto& sink : sinks_) {
     metrics_->AddSink(sink->name(), sink->Stats().reports_delivery);
   }

@@ -244,8 +244,8 @@ static __always_inline void em_resolved_exec(struct em_exec_state *st,
 {
 	st->ev.bid = *bid;
 	st->ev.resolved_ns = bpf_ktime_get_boot_ns();
-	if (!em_cache_fill(&st->ev.exe, bid))
-		st->ev.flags |= EM_F_NOT_CACHED;
+	if (em_cache_fill(&st->ev.exe, bid))
+		st->ev.flags |= EM_F_CACHED;
 	em_enforce(task, bid, &st->ev.verdict, true);
 	em_send_exec(st);
 }

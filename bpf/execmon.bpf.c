@@ -153,6 +153,7 @@ int BPF_PROG(em_exec, struct task_struct *p, pid_t old_pid,
 		em_count(EM_STAT_CACHE_HIT);
 		st->ev.bid = hit->bid;
 		st->ev.bid.source = EM_BID_SRC_CACHE;
+		st->ev.flags |= EM_F_CACHED;
 		st->ev.resolved_ns = st->ev.hdr.ktime_ns;
 		em_enforce(p, &st->ev.bid, &st->ev.verdict, true);
 		em_send_exec(st);

@@ -189,7 +189,8 @@ struct em_globals {
 #define EM_F_SCRIPT (1U << 4) /* a binfmt handler (#!) swapped the file */
 #define EM_F_EXE_UNLINKED (1U << 5) /* i_nlink == 0: memfd or deleted */
 #define EM_F_EXECFD (1U << 6) /* fexecve/execveat with AT_EMPTY_PATH */
-#define EM_F_NOT_CACHED (1U << 7) /* too fresh (ctime) to be cached */
+#define EM_F_CACHED (1U << 7) /* the build ID was stored in the cache by
+				  this exec (or served from it) */
 
 /*
  * Identity of an executed file, the build-ID cache key. ctime changes on

@@ -60,7 +60,8 @@ static long em_resolve_step(__u32 i, void *arg)
 				 &rec->bid);
 	rec->bid.source = w->source;
 	rec->hdr.ktime_ns = bpf_ktime_get_boot_ns();
-	em_cache_fill(&rec->file, &rec->bid);
+	/* Read from memory the process could have written (it has run):
+	 * never cached, so one process cannot poison the node's cache. */
 	rec->verdict.policy = EM_POLICY_NONE;
 	/* A late exec resolution (no task_work): judge now, the program is
 	 * already running. Snapshot objects are judged by the sweep. */
@@ -120,8 +121,8 @@ int em_sweep(struct bpf_iter__task *ctx)
 		rec.bid.source = EM_BID_SRC_CACHE;
 	} else {
 		em_read_exe_build_id(task, &rec.exe, &rec.bid);
+		/* From the process's memory: never cached (see em_resolve_step). */
 		rec.bid.source = EM_BID_SRC_ITERATOR;
-		em_cache_fill(&rec.exe, &rec.bid);
 	}
 	em_enforce(task, &rec.bid, &rec.verdict, false);
 	if (rec.verdict.decision != EM_DEC_DENY)

@@ -207,7 +207,11 @@ static long em_pc_note_step(__u32 i, void *arg)
 				w->err = rc;
 				return 1;
 			}
-			__builtin_memcpy(w->bid.id, w->buf, EM_BUILD_ID_MAX);
+			/* Only the descriptor: the bytes after it in buf are
+			 * left from earlier reads, and the policy lookup keys
+			 * on all EM_BUILD_ID_MAX bytes. */
+			__builtin_memset(w->bid.id, 0, sizeof(w->bid.id));
+			bpf_probe_read_kernel(w->bid.id, descsz, w->buf);
 			w->bid.len = descsz;
 			return 1;
 		}

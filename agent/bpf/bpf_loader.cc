@@ -511,6 +511,13 @@ std::string BpfLoader::chain() const {
   return names.empty() ? "none" : absl::StrJoin(names, ",");
 }
 
+std::string BpfLoader::first_seen_path() const {
+  for (const PathStatus& p : paths_) {
+    if (p.loaded) return ResolverPathName(p.path);
+  }
+  return "none";
+}
+
 bool BpfLoader::judges_at_exec() const {
   return path_loaded(ResolverPath::kPageCache) ||
          path_loaded(ResolverPath::kTaskWork);

@@ -175,6 +175,8 @@ class BpfLoader {
   // Whether a first-seen binary is judged before its first instruction
   // when its pages are resident (page_cache or task_work loaded).
   bool judges_at_exec() const;
+  // The first loaded path: page_cache, task_work, iterator, or "none".
+  std::string first_seen_path() const;
 
  private:
   BpfLoader() = default;

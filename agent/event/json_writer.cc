@@ -367,8 +367,11 @@ absl::string_view JsonWriter::Exec(const ExecEvent& e, const ProcessInfo& self,
     U64(w, "build_id_resolved_ns", e.resolved_ns);
   }
   Bool(w, "build_id_late", e.build_id.source == BuildIdSource::kIterator);
+  // Only where an entry was really stored (or served): never for IDs read
+  // late from process memory, files younger than --cache_min_age or
+  // transient failures.
   Bool(w, "build_id_cached",
-       (e.flags & EM_F_NOT_CACHED) == 0 &&
+       (e.flags & EM_F_CACHED) != 0 &&
            e.build_id.source != BuildIdSource::kNone);
   bool fileless = (e.flags & EM_F_EXE_UNLINKED) != 0;
   Bool(w, "fileless", fileless);

@@ -43,6 +43,9 @@ constexpr KernelCounter kKernelCounters[] = {
     {EM_STAT_KILL, "kill"},
     {EM_STAT_KILL_FAILED, "kill_failed"},
     {EM_STAT_SWEEP_VIOLATIONS, "sweep_violation"},
+    {EM_STAT_PC_RESOLVED, "page_cache_resolved"},
+    {EM_STAT_PC_NOT_RESIDENT, "page_cache_not_resident"},
+    {EM_STAT_STATE_LOST, "exec_state_lost"},
 };
 
 }  // namespace
@@ -56,7 +59,8 @@ Metrics::Metrics(const BuildInfo& info)
       .Register(r)
       .Add({{"version", info.version},
             {"kernel", info.kernel},
-            {"resolver", info.resolver}})
+            {"resolver", info.resolver},
+            {"chain", info.chain}})
       .Set(1);
   events_ = &BuildCounter()
                  .Name("execmon_events_total")

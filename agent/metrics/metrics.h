@@ -26,7 +26,10 @@ namespace execmon {
 struct BuildInfo {
   std::string version;
   std::string kernel;
-  std::string resolver;  // task_work | iterator
+  // The path that judges a first-seen binary: page_cache | task_work (at
+  // exec), iterator (late) or none; chain: every loaded path, in order.
+  std::string resolver;
+  std::string chain;
 };
 
 class Metrics {

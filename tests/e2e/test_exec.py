@@ -76,6 +76,7 @@ def test_exec_event_fields(agent, tmp_path):
     ("hello_stripped", "0e0e0e0e00000008", None),
     ("late_note", "1ae0000000000000000000000000000000000042", None),
     ("first_insn", "f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1", None),
+    ("hello_elf32", "3232323232323232", None),
     ("hello_noid", None, "no_note"),
     ("hello_id24", None, "bad_build_id_size"),
 ])

@@ -6,7 +6,7 @@ from conftest import BIN, fresh_copy, run
 
 def test_iterator_resolver_reports_late_build_id(agent_factory, tmp_path):
     agent = agent_factory("--build_id_resolver=iterator")
-    assert "resolved late (iterator)" in agent.log()
+    assert "learned only after the program started (iterator)" in agent.log()
     prog = fresh_copy(BIN / "hello_nopie20", tmp_path / "prog")
     p = subprocess.Popen([str(prog), "sleep", "3"])
     try:

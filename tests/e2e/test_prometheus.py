@@ -175,7 +175,7 @@ def test_dashboard_structure():
                     if o["matcher"]["options"] == "resolver")
     props = {x["id"]: x["value"] for x in resolver["properties"]}
     assert props["custom.cellOptions"]["type"] == "color-background"
-    assert set(props["mappings"][0]["options"]) == {"task_work", "iterator"}
+    assert set(props["mappings"][0]["options"]) == {"page_cache", "task_work", "iterator"}
 
 
 def test_dashboard_and_rules_use_documented_metrics():

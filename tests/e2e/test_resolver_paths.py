@@ -2,6 +2,7 @@
 kernel's verifier decides, a refused optional path is logged with its
 reason and never stops the agent (docs/kernels.md)."""
 import re
+import time
 import subprocess
 
 import pytest
@@ -79,3 +80,18 @@ def test_required_refused_path_is_an_error(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert "--build_id_resolver=page_cache: treated as refused" in r.stderr
+
+
+def test_late_reads_from_memory_are_never_cached(agent_factory, tmp_path):
+    # A late (iterator) read comes from the running process's memory, which
+    # the process could have rewritten: it must not fill the node's cache.
+    agent = agent_factory("--build_id_resolver=iterator", "--cache_min_age=100ms")
+    prog = fresh_copy(BIN / "hello_nopie20", tmp_path / "p")
+    time.sleep(0.5)  # older than --cache_min_age: cacheable if it were trusted
+    for _ in range(2):
+        p = subprocess.Popen([str(prog), "sleep", "3"])
+        e = agent.exec_event(p.pid, timeout=15)["process"]
+        p.wait()
+        assert e["build_id_source"] == "iterator", e
+        assert e["build_id"] == "2020202020202020202020202020202020200020"
+        assert e["build_id_cached"] is False

@@ -162,7 +162,7 @@ ExecEvent SampleExec() {
   e.euid = 3;
   e.egid = 4;
   e.loginuid = 1000;
-  e.flags = 0;
+  e.flags = EM_F_CACHED;
   e.mnt_ns = 4026531841u;
   e.pid_ns = 4026531836u;
   e.argc = 3;
@@ -403,11 +403,16 @@ TEST(JsonWriterExecTest, IteratorSourceIsLate) {
   EXPECT_JSON_STR(Get(d, "process"), "build_id_source", "iterator");
 }
 
-TEST(JsonWriterExecTest, NotCachedFlagClearsCached) {
+TEST(JsonWriterExecTest, CachedOnlyWithTheCachedFlag) {
   ExecEvent e = SampleExec();
-  e.flags = EM_F_NOT_CACHED;
-  Document d = ExecDoc(e);
-  EXPECT_JSON_BOOL(Get(d, "process"), "build_id_cached", false);
+  e.flags = 0;
+  EXPECT_JSON_BOOL(Get(ExecDoc(e), "process"), "build_id_cached", false);
+  e.flags = EM_F_CACHED;
+  EXPECT_JSON_BOOL(Get(ExecDoc(e), "process"), "build_id_cached", true);
+  // A late (iterator) resolution never caches.
+  e.flags = 0;
+  e.build_id.source = BuildIdSource::kIterator;
+  EXPECT_JSON_BOOL(Get(ExecDoc(e), "process"), "build_id_cached", false);
 }
 
 TEST(JsonWriterExecTest, SourceNoneIsNotCached) {
@@ -479,7 +484,7 @@ TEST(JsonWriterExecTest, TruncatedListsExactlyTheTruncatedPaths) {
 TEST(JsonWriterExecTest, NoTruncatedArrayWithoutPathTruncation) {
   ExecEvent e = SampleExec();
   e.flags = EM_F_ARGS_TRUNC | EM_F_SCRIPT | EM_F_EXE_UNLINKED | EM_F_EXECFD |
-            EM_F_NOT_CACHED;
+            EM_F_CACHED;
   EXPECT_FALSE(Has(Get(ExecDoc(e), "process"), "truncated"));
 }
 
