@@ -1,6 +1,14 @@
 #include "agent/agent.h"
 
+#include <signal.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <iterator>
 
 #include <fstream>
 #include <utility>
@@ -8,7 +16,9 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "agent/common/log.h"
 #include "agent/common/version.h"
 #include "agent/event/decoder.h"
@@ -354,9 +364,69 @@ VerdictView Agent::ViewOf(const KernelVerdict& v, const BuildId& bid) const {
   return out;
 }
 
+// Signals process pid if it is still the one that started at start_ns
+// (boot-based), through a pidfd so the pid cannot be reused in between.
+static absl::Status SignalProcess(uint32_t pid, uint64_t start_ns, int sig) {
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) {
+    return absl::NotFoundError(
+        absl::StrCat("pid ", pid, ": ", std::strerror(errno)));
+  }
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  // Field 22 (starttime, clock ticks since boot), counted after the
+  // command name's closing parenthesis (field 2 may hold spaces).
+  size_t close_paren = stat.rfind(')');
+  std::vector<absl::string_view> fields;
+  if (close_paren != std::string::npos) {
+    fields = absl::StrSplit(absl::string_view(stat).substr(close_paren + 2), ' ');
+  }
+  uint64_t ticks = 0;
+  if (fields.size() < 20 || !absl::SimpleAtoi(fields[19], &ticks)) {
+    close(fd);
+    return absl::NotFoundError(absl::StrCat("pid ", pid, ": no start time"));
+  }
+  const int64_t hz = sysconf(_SC_CLK_TCK);
+  const int64_t start_ticks = static_cast<int64_t>(start_ns / (1000000000 / hz));
+  if (std::llabs(static_cast<int64_t>(ticks) - start_ticks) > 1) {
+    close(fd);
+    return absl::NotFoundError(
+        absl::StrCat("pid ", pid, " is another process now"));
+  }
+  int rc = static_cast<int>(syscall(SYS_pidfd_send_signal, fd, sig, nullptr, 0));
+  int err = errno;
+  close(fd);
+  if (rc != 0) {
+    return absl::InternalError(
+        absl::StrCat("signal ", sig, " to pid ", pid, ": ", std::strerror(err)));
+  }
+  return absl::OkStatus();
+}
+
+void Agent::ReleaseHeld(const ExecEvent& e) {
+  ++counters_.held;
+  const bool kill = e.verdict.action == EM_ACT_KILL;
+  if (kill && !(e.verdict.flags & EM_V_KILL_BY_AGENT)) return;  // the kernel did
+  absl::Status s = SignalProcess(e.pid, e.start_ns, kill ? SIGKILL : SIGCONT);
+  if (!s.ok()) {
+    ++counters_.held_release_errors;
+    LogWarning("releasing held exec of pid ", e.pid, ": ", s.message());
+  }
+}
+
 void Agent::HandleExec(ExecEvent e) {
   if (e.build_id.error == EM_BID_ERR_PENDING && loader_ != nullptr) {
     ResolveLate(e);
+  }
+  if (e.flags & EM_F_HELD) {
+    ReleaseHeld(e);
+  } else if (e.verdict.action == EM_ACT_KILL &&
+             (e.verdict.flags & EM_V_KILL_BY_AGENT)) {
+    // A late kill on a kernel without bpf_send_signal_task.
+    if (absl::Status s = SignalProcess(e.pid, e.start_ns, SIGKILL); !s.ok()) {
+      LogWarning("late kill of pid ", e.pid, ": ", s.message());
+    }
   }
   ++counters_.exec_events;
   const ProcessInfo& self = table_.OnExec(e);
@@ -407,6 +477,13 @@ void Agent::Sweep() {
     if (r == nullptr) continue;
     ++n;
     ++counters_.sweep_events;
+    if (r->verdict.action == EM_ACT_KILL &&
+        (r->verdict.flags & EM_V_KILL_BY_AGENT)) {
+      if (absl::Status s = SignalProcess(r->pid, r->start_ns, SIGKILL);
+          !s.ok()) {
+        LogWarning("sweep kill of pid ", r->pid, ": ", s.message());
+      }
+    }
     VerdictView v = ViewOf(r->verdict, r->build_id);
     if (metrics_) metrics_->OnSweep(v.action);
     Placement where = PlacementOf(r->cgroup_id);

@@ -68,6 +68,8 @@ struct AgentCounters {
   uint64_t sink_errors = 0;
   uint64_t late_resolutions = 0;
   uint64_t late_resolution_errors = 0;
+  uint64_t held = 0;  // execs the kernel held for late judgement
+  uint64_t held_release_errors = 0;
   uint64_t policy_reloads = 0;
   uint64_t policy_reload_errors = 0;
   uint64_t sweep_events = 0;
@@ -111,6 +113,9 @@ class Agent {
   void FlushSinks();
   void HandleExec(ExecEvent e);
   void ResolveLate(ExecEvent& e);
+  // An exec the kernel held (EM_F_HELD, stopped before its first
+  // instruction): killed or continued now that it is judged.
+  void ReleaseHeld(const ExecEvent& e);
   void Tick();
   void ReportKernelLoss(bool final_report);
   void Sweep();

@@ -280,14 +280,15 @@ struct em_vma_info {
 	__u64 pgoff;
 	__u64 ino; /* 0: anonymous mapping */
 	__u64 user_ino; /* overlayfs: the exec'd (upper) file's inode */
+	__u64 mapping; /* the mapped file's page cache (struct address_space *) */
+	__u64 size; /* the mapped file's i_size */
 	__u32 dev;
 	__u32 user_dev;
 };
 
-static long em_vma_cb(struct task_struct *task, struct vm_area_struct *vma,
-		      void *arg)
+static __always_inline void em_vma_fill(struct vm_area_struct *vma,
+					struct em_vma_info *v)
 {
-	struct em_vma_info *v = arg;
 	struct file *f = vma->vm_file;
 
 	v->vm_start = vma->vm_start;
@@ -297,12 +298,35 @@ static long em_vma_cb(struct task_struct *task, struct vm_area_struct *vma,
 		struct inode *user = em_backing_user_inode(f);
 
 		v->ino = BPF_CORE_READ(f, f_inode, i_ino);
+		v->mapping = (__u64)BPF_CORE_READ(f, f_mapping);
+		v->size = BPF_CORE_READ(f, f_inode, i_size);
 		v->dev = BPF_CORE_READ(f, f_inode, i_sb, s_dev);
 		if (user) {
 			v->user_ino = BPF_CORE_READ(user, i_ino);
 			v->user_dev = BPF_CORE_READ(user, i_sb, s_dev);
 		}
 	}
+}
+
+static long em_vma_cb(struct task_struct *task, struct vm_area_struct *vma,
+		      void *arg)
+{
+	em_vma_fill(vma, arg);
+	return 0;
+}
+
+/* bpf_find_vma's context must be on the stack: this one points elsewhere. */
+struct em_vma_ref {
+	struct em_vma_info *v;
+};
+
+static long em_vma_ref_cb(struct task_struct *task, struct vm_area_struct *vma,
+			  void *arg)
+{
+	struct em_vma_info *v = ((struct em_vma_ref *)arg)->v;
+
+	if (v)
+		em_vma_fill(vma, v);
 	return 0;
 }
 
@@ -334,41 +358,52 @@ static long em_auxv_step(__u32 i, void *arg)
 }
 
 /*
- * Build ID of the main executable of task: AT_PHDR from the saved auxv, the
- * file-backed VMA holding it (must map the file the exec event names), and
- * from that VMA the address of file offset 0.
+ * Where the main executable of task is mapped: AT_PHDR from the saved
+ * auxv, the file-backed VMA holding it (must map the file the exec event
+ * names), and from that VMA the address of file offset 0 (*base) and how
+ * much of it is mapped (*size). Returns 0 or an em_bid_error.
  */
-static __always_inline void em_read_exe_build_id(struct task_struct *task,
-						 const struct em_file_key *exe,
-						 struct em_build_id *out)
+static __noinline int em_exe_image(struct task_struct *task,
+				   const struct em_file_key *exe, __u64 *base,
+				   __u64 *size)
 {
 	struct em_auxv_walk w = {};
 	struct em_vma_info v = {};
 	struct mm_struct *mm;
-	__u64 base;
 
+	if (!exe || !base || !size)
+		return EM_BID_ERR_NO_MAPPING;
 	mm = BPF_CORE_READ(task, mm);
-	if (!mm) {
-		out->error = EM_BID_ERR_EXITED;
-		return;
-	}
+	if (!mm)
+		return EM_BID_ERR_EXITED;
 	w.auxv = (__u64)mm + bpf_core_field_offset(struct mm_struct, saved_auxv);
 	bpf_loop(EM_AUXV_PAIRS, em_auxv_step, &w, 0);
-	if (!w.phdr || !w.phnum) {
-		out->error = EM_BID_ERR_NO_AUXV;
-		return;
-	}
-	if (bpf_find_vma(task, w.phdr, em_vma_cb, &v, 0) || !v.ino) {
-		out->error = EM_BID_ERR_NO_MAPPING;
-		return;
-	}
+	if (!w.phdr || !w.phnum)
+		return EM_BID_ERR_NO_AUXV;
+	if (bpf_find_vma(task, w.phdr, em_vma_cb, &v, 0) || !v.ino)
+		return EM_BID_ERR_NO_MAPPING;
 	if ((v.ino != exe->ino || v.dev != exe->dev) &&
-	    (v.user_ino != exe->ino || v.user_dev != exe->dev)) {
-		out->error = EM_BID_ERR_MISMATCH;
+	    (v.user_ino != exe->ino || v.user_dev != exe->dev))
+		return EM_BID_ERR_MISMATCH;
+	*base = v.vm_start - (v.pgoff << em_page_shift);
+	*size = v.vm_end - *base;
+	return 0;
+}
+
+/* Build ID of the main executable of task, read from its memory. */
+static __always_inline void em_read_exe_build_id(struct task_struct *task,
+						 const struct em_file_key *exe,
+						 struct em_build_id *out)
+{
+	__u64 base = 0, size = 0;
+	int err;
+
+	err = em_exe_image(task, exe, &base, &size);
+	if (err) {
+		out->error = err;
 		return;
 	}
-	base = v.vm_start - (v.pgoff << em_page_shift);
-	em_read_build_id(task, base, v.vm_end - base, out);
+	em_read_build_id(task, base, size, out);
 }
 
 #endif /* EXECMON_BUILDID_BPF_H */

@@ -21,6 +21,7 @@
 #endif
 
 #define EM_SIGKILL 9
+#define EM_SIGSTOP 19
 
 /* Set by the agent between open and load, identically in every unit. */
 /* An entry younger than this (by ctime) is never cached; see em_file_key. */
@@ -229,7 +230,10 @@ static __always_inline void em_enforce(struct task_struct *task,
 /* Sends the exec state's event as it stands and marks it done. */
 static __always_inline void em_send_exec(struct em_exec_state *st)
 {
-	if (bpf_ringbuf_output(&em_events, &st->ev, sizeof(st->ev), em_rb_flags()))
+	/* A held task waits for the agent: wake it now. */
+	__u64 flags = (st->ev.flags & EM_F_HELD) ? BPF_RB_FORCE_WAKEUP : em_rb_flags();
+
+	if (bpf_ringbuf_output(&em_events, &st->ev, sizeof(st->ev), flags))
 		em_count(EM_STAT_RB_DROP_EXEC);
 	st->stage = EM_STAGE_DONE;
 }

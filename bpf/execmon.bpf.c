@@ -180,6 +180,17 @@ int BPF_PROG(em_exec_tail, struct task_struct *p, pid_t old_pid,
 		__builtin_memset(&st->ev.verdict, 0, sizeof(st->ev.verdict));
 		st->ev.verdict.decision = EM_DEC_PENDING;
 		st->ev.verdict.policy = EM_POLICY_NONE;
+		/*
+		 * Under an enforce+kill policy it must not run unjudged: stop
+		 * it before its first instruction (the signal is delivered on
+		 * the way back to user space); the agent resolves it, then
+		 * kills or continues it (docs/kernels.md, "Holding").
+		 */
+		if (em_kill_governs(p) && !em_protected(p) &&
+		    !bpf_send_signal(EM_SIGSTOP)) {
+			st->ev.flags |= EM_F_HELD;
+			em_count(EM_STAT_HELD);
+		}
 	} else {
 		if (!st->ev.bid.error)
 			st->ev.bid.error = EM_BID_ERR_UNRESOLVED;

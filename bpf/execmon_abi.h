@@ -93,6 +93,7 @@ enum em_stat {
 	EM_STAT_PC_RESOLVED, /* build IDs read from the page cache at exec */
 	EM_STAT_PC_NOT_RESIDENT, /* ... a needed page was not resident */
 	EM_STAT_STATE_LOST, /* exec state overwritten between chained programs */
+	EM_STAT_HELD, /* execs stopped before their first instruction to be judged late */
 	EM_STAT_MAX,
 };
 
@@ -189,6 +190,8 @@ struct em_globals {
 #define EM_F_SCRIPT (1U << 4) /* a binfmt handler (#!) swapped the file */
 #define EM_F_EXE_UNLINKED (1U << 5) /* i_nlink == 0: memfd or deleted */
 #define EM_F_EXECFD (1U << 6) /* fexecve/execveat with AT_EMPTY_PATH */
+#define EM_F_HELD (1U << 8) /* stopped (SIGSTOP) before its first instruction
+			       until the agent resolved and judged it */
 #define EM_F_CACHED (1U << 7) /* the build ID was stored in the cache by
 				  this exec (or served from it) */
 
@@ -213,8 +216,14 @@ struct em_build_id {
 	__u8 len;
 	__u8 source; /* enum em_bid_source */
 	__u8 error; /* enum em_bid_error */
-	__u8 pad;
+	__u8 flags; /* EM_BID_F_* */
 };
+
+/*
+ * Read from the running process's memory, which the process could have
+ * written: never cached, and no allow list credits it (policy.bpf.h).
+ */
+#define EM_BID_F_MEMORY (1U << 0)
 
 /* Build-ID cache value (BPF LRU hash keyed by em_file_key). */
 struct em_cache_val {

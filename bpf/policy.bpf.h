@@ -194,6 +194,10 @@ static __always_inline void em_judge(struct task_struct *task,
 	struct em_globals *g = em_glob();
 	__u32 gen = g ? g->active_gen : 0, slot = gen & 1, idx;
 	bool known = bid->error == EM_BID_OK && bid->len > 0;
+	/* Read from memory the process could have written: a deny-list match
+	 * still counts (forging a denied ID only hurts the forger), but no
+	 * allow list credits it; otherwise it is judged like an unknown ID. */
+	bool untrusted = known && (bid->flags & EM_BID_F_MEMORY);
 
 	v->gen = gen;
 	v->policy = EM_POLICY_NONE;
@@ -215,7 +219,12 @@ static __always_inline void em_judge(struct task_struct *task,
 			deny = val->deny_mask;
 			allow = val->allow_mask;
 		}
-		viol = scope & (deny | (meta->allowlist_mask & ~allow));
+		if (untrusted) {
+			viol = scope & (deny | meta->unknown_deny_mask);
+			allow = 0;
+		} else {
+			viol = scope & (deny | (meta->allowlist_mask & ~allow));
+		}
 	} else {
 		viol = scope & meta->unknown_deny_mask;
 	}
@@ -240,6 +249,23 @@ static __always_inline void em_judge(struct task_struct *task,
 	if ((meta->enforce_mask >> idx) & 1)
 		v->flags |= EM_V_ENFORCE;
 	v->action = (viol & meta->kill_mask) ? EM_ACT_KILL : EM_ACT_ALERT;
+}
+
+/*
+ * Whether an enforce+kill policy governs task: then an exec whose build
+ * ID no path learned must not run unjudged (em_exec_tail holds it).
+ */
+static __always_inline bool em_kill_governs(struct task_struct *task)
+{
+	struct em_globals *g = em_glob();
+	struct em_policy_meta *meta;
+	__u32 gen = g ? g->active_gen : 0, slot = gen & 1;
+	__u8 flags = 0;
+
+	meta = bpf_map_lookup_elem(&em_policy_meta, &slot);
+	if (!meta || meta->gen != gen || !meta->npolicies || !meta->kill_mask)
+		return false;
+	return (em_scope_of(task, meta, &flags) & meta->kill_mask) != 0;
 }
 
 /* pid 1 and the agent are never killed by policy. */

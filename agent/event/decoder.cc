@@ -82,6 +82,7 @@ absl::StatusOr<BuildId> BuildIdOf(const em_build_id& b) {
   }
   out.source = static_cast<BuildIdSource>(b.source);
   out.error = b.error;
+  out.from_memory = (b.flags & EM_BID_F_MEMORY) != 0;
   if (b.error == EM_BID_OK) {
     if (b.len == 0 || b.len > EM_BUILD_ID_MAX) {
       return absl::InvalidArgumentError(

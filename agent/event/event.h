@@ -47,6 +47,9 @@ struct BuildId {
   std::string bytes;  // raw, 1..20 bytes when known
   BuildIdSource source = BuildIdSource::kNone;
   uint8_t error = 0;  // ABI enum em_bid_error; 0 = OK
+  // Read from the running process's memory (EM_BID_F_MEMORY): the process
+  // could have written it. Never cached; no allow list credits it.
+  bool from_memory = false;
 
   bool known() const { return error == 0 && !bytes.empty(); }
   std::string Hex() const;

@@ -165,6 +165,9 @@ void BuildIdFields(Writer& w, const BuildId& b) {
   } else {
     w.String(BuildIdErrorName(b.error));
   }
+  // Only where it is so: an ID the process could have forged in its own
+  // memory (docs/events.md).
+  if (b.known() && b.from_memory) Bool(w, "build_id_from_memory", true);
 }
 
 // The file identity; exec events also know the inode's link count and mode.
@@ -374,6 +377,8 @@ absl::string_view JsonWriter::Exec(const ExecEvent& e, const ProcessInfo& self,
        (e.flags & EM_F_CACHED) != 0 &&
            e.build_id.source != BuildIdSource::kNone);
   bool fileless = (e.flags & EM_F_EXE_UNLINKED) != 0;
+  // Stopped before its first instruction until judged (docs/kernels.md).
+  if (e.flags & EM_F_HELD) Bool(w, "held", true);
   Bool(w, "fileless", fileless);
   Bool(w, "memfd", fileless && e.binary.rfind("/memfd:", 0) == 0);
   if (e.flags & EM_F_SCRIPT) {

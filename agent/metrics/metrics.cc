@@ -46,6 +46,7 @@ constexpr KernelCounter kKernelCounters[] = {
     {EM_STAT_PC_RESOLVED, "page_cache_resolved"},
     {EM_STAT_PC_NOT_RESIDENT, "page_cache_not_resident"},
     {EM_STAT_STATE_LOST, "exec_state_lost"},
+    {EM_STAT_HELD, "held"},
 };
 
 }  // namespace

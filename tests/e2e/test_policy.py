@@ -411,3 +411,58 @@ def test_configmap_symlink_swap_reloads(agent_factory, tmp_path):
     assert verdict(agent, pid)["decision"] == "allow"
     pid, _ = run([BIN / "marker", tmp_path / "m"])
     assert verdict(agent, pid)["rule"] == "deny: note 3a3a"
+
+
+FAR_DENY_ID = "fafafafade000001"
+FAR_ALLOW_ID = "fafafafaa1000002"
+
+
+def drop_pages(path):
+    """Drops a file's pages from the page cache; returns the file's pages
+    still resident (mincore through an mmap)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES",
+                          str(path)], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip())
+
+
+@pytest.mark.parametrize("name,want_rc", [("far_note_deny", -9), ("far_note_allow", 0)])
+def test_enforce_holds_exec_whose_note_is_not_resident(agent_factory, tmp_path, name, want_rc):
+    # The note's page is not in the page cache at exec: no path learns the
+    # build ID in the tracepoint, so under an enforce+kill policy the task
+    # is stopped before its first instruction, judged late, then killed or
+    # continued. Its first action (creating the flag file) shows which.
+    pol = write_policies(tmp_path / "pol",
+                         p=policy("deny-far", deny=[FAR_DENY_ID]))
+    agent = agent_factory(f"--policies={pol}")
+    if "page_cache" not in agent.chain:
+        pytest.skip("the page_cache path is not loaded: nothing to hold for")
+    prog = fresh_copy(BIN / name, tmp_path / name)
+    assert drop_pages(prog) == 0
+    flag = tmp_path / "created"
+    pid, r = run([prog, flag])
+    assert r.returncode == want_rc
+    assert flag.exists() == (want_rc == 0)
+    e = agent.exec_event(pid)
+    p = e["process"]
+    assert p["held"] is True
+    assert p["build_id"] == (FAR_DENY_ID if want_rc else FAR_ALLOW_ID)
+    assert p["build_id_source"] == "iterator" and p["build_id_late"] is True
+    if want_rc:
+        assert e["verdict"]["decision"] == "deny" and e["verdict"]["action"] == "kill"
+    else:
+        assert e["verdict"]["decision"] == "allow"
+
+
+def test_no_hold_without_kill_policy(agent, tmp_path):
+    prog = fresh_copy(BIN / "far_note_allow", tmp_path / "p")
+    assert drop_pages(prog) == 0
+    pid, r = run([prog, tmp_path / "flag"])
+    assert r.returncode == 0
+    p = agent.exec_event(pid, timeout=15)["process"]
+    assert "held" not in p

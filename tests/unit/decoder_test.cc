@@ -358,6 +358,17 @@ TEST(DecodeBuildIdTest, LastErrorValueIsAccepted) {
   EXPECT_EQ(b.source, BuildIdSource::kSnapshot);
 }
 
+TEST(DecodeBuildIdTest, MemoryFlagIsCarried) {
+  em_exec_event e = ValidExec();
+  SetBuildId(e.bid, "\x01\x02", EM_BID_SRC_ITERATOR, EM_BID_OK);
+  e.bid.flags = EM_BID_F_MEMORY;
+  auto r = DecodeRecord(Bytes(e));
+  EXPECT_TRUE(Get<ExecEvent>(r).build_id.from_memory);
+  e.bid.flags = 0;
+  auto r2 = DecodeRecord(Bytes(e));
+  EXPECT_FALSE(Get<ExecEvent>(r2).build_id.from_memory);
+}
+
 TEST(DecodeBuildIdTest, ZeroLengthWithOkIsRejected) {
   em_exec_event e = ValidExec();
   SetBuildId(e.bid, "", EM_BID_SRC_CACHE, EM_BID_OK);
@@ -375,9 +386,10 @@ TEST(DecodeBuildIdTest, LengthAboveTwentyWithOkIsRejected) {
 
 TEST(DecodeBuildIdTest, SourceOutOfRangeIsRejected) {
   em_exec_event e = ValidExec();
-  e.bid.source = EM_BID_SRC_SNAPSHOT + 1;
+  e.bid.source = EM_BID_SRC_MAX;
   EXPECT_THAT(ErrorOf(DecodeRecord(Bytes(e))),
-              HasSubstr("build-ID source 5 out of range"));
+              HasSubstr(absl::StrCat("build-ID source ", EM_BID_SRC_MAX,
+                                     " out of range")));
 }
 
 TEST(DecodeBuildIdTest, ErrorOutOfRangeIsRejected) {
@@ -797,6 +809,8 @@ TEST(BuildIdNamesTest, EveryErrorValueHasItsName) {
       "schedule_failed",      // EM_BID_ERR_SCHEDULE
       "pending_table_full",   // EM_BID_ERR_TABLE_FULL
       "walk_limit",           // EM_BID_ERR_LIMIT
+      "not_resident",         // EM_BID_ERR_NOT_RESIDENT
+      "unresolved",           // EM_BID_ERR_UNRESOLVED
   };
   ASSERT_EQ(want.size(), static_cast<size_t>(EM_BID_ERR_MAX));
   std::set<std::string> seen;
@@ -833,12 +847,15 @@ TEST(BuildIdNamesTest, EnumValuesMirrorAbi) {
   EXPECT_EQ(static_cast<int>(BuildIdSource::kTaskWork), EM_BID_SRC_TASK_WORK);
   EXPECT_EQ(static_cast<int>(BuildIdSource::kIterator), EM_BID_SRC_ITERATOR);
   EXPECT_EQ(static_cast<int>(BuildIdSource::kSnapshot), EM_BID_SRC_SNAPSHOT);
+  EXPECT_EQ(static_cast<int>(BuildIdSource::kPageCache), EM_BID_SRC_PAGE_CACHE);
 }
 
 TEST(BuildIdNamesTest, OutOfRangeSourceFallsBackToNone) {
   // Observed behaviour: unlike errors, an out-of-range source is reported
-  // as "none" (the decoder never produces one: it rejects source > 4).
-  EXPECT_STREQ(BuildIdSourceName(static_cast<BuildIdSource>(5)), "none");
+  // as "none" (the decoder never produces one: it rejects them).
+  EXPECT_STREQ(BuildIdSourceName(static_cast<BuildIdSource>(EM_BID_SRC_MAX)),
+               "none");
+  EXPECT_STREQ(BuildIdSourceName(BuildIdSource::kPageCache), "page_cache");
 }
 
 // ---------------------------------------------------------------- SplitArgs

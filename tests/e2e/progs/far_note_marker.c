@@ -1,0 +1,40 @@
+// e2e test program: marker.c's first action (create the file named by
+// argv[1]) with its GNU build-ID note 256 KiB into the file, after a note
+// of another type, in the same PT_NOTE segment. With its pages dropped
+// from the page cache, the exec reads only the start of the file: the
+// note's page is not resident at exec (the "hold" path).
+#include <fcntl.h>
+#include <unistd.h>
+
+#ifndef FAR_NOTE_ID
+#error "FAR_NOTE_ID: the 8 build-ID bytes, as .byte operands"
+#endif
+#define STR2(...) #__VA_ARGS__
+#define STR(...) STR2(__VA_ARGS__)
+
+__asm__(".section .note.a_pad,\"a\",@note\n"
+	".balign 4\n"
+	".long 4\n"           /* namesz */
+	".long 262144\n"      /* descsz */
+	".long 0x4d45\n"      /* type: not a build ID */
+	".asciz \"PAD\"\n"
+	".fill 262144, 1, 0xab\n"
+	".section .note.b_build_id,\"a\",@note\n"
+	".balign 4\n"
+	".long 4\n"
+	".long 8\n"
+	".long 3\n"           /* NT_GNU_BUILD_ID */
+	".asciz \"GNU\"\n"
+	".byte " STR(FAR_NOTE_ID) "\n"
+	".text\n");
+
+int main(int argc, char **argv)
+{
+	if (argc > 1) {
+		int fd = open(argv[1], O_CREAT | O_WRONLY | O_TRUNC, 0644);
+
+		if (fd >= 0)
+			close(fd);
+	}
+	return 0;
+}
