@@ -781,6 +781,7 @@ void Agent::ReportKernelLoss(bool final_report) {
     LogInfo("kernel: execs=", (*stats)[EM_STAT_EXEC],
             " cache_hits=", (*stats)[EM_STAT_CACHE_HIT],
             " cache_misses=", (*stats)[EM_STAT_CACHE_MISS],
+            " page_cache=", (*stats)[EM_STAT_PC_RESOLVED],
             " task_work=", (*stats)[EM_STAT_TW_RAN], " ring_buffer_drops=",
             (*stats)[EM_STAT_RB_DROP_EXEC] + (*stats)[EM_STAT_RB_DROP_EXIT] +
                 (*stats)[EM_STAT_RB_DROP_FORK]);

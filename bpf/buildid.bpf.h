@@ -334,6 +334,8 @@ struct em_auxv_walk {
 	__u64 auxv; /* kernel address of mm->saved_auxv */
 	__u64 phdr;
 	__u64 phnum;
+	__u32 compat; /* a 32-bit task: pairs of u32 (compat binfmt_elf) */
+	__u32 pad;
 };
 
 #define EM_AT_NULL 0
@@ -345,9 +347,18 @@ static long em_auxv_step(__u32 i, void *arg)
 {
 	struct em_auxv_walk *w = arg;
 	__u64 pair[2];
+	__u32 pair32[2];
 
-	if (bpf_probe_read_kernel(pair, sizeof(pair), (void *)(w->auxv + i * 16)))
+	if (w->compat) {
+		if (bpf_probe_read_kernel(pair32, sizeof(pair32),
+					  (void *)(w->auxv + i * 8)))
+			return 1;
+		pair[0] = pair32[0];
+		pair[1] = pair32[1];
+	} else if (bpf_probe_read_kernel(pair, sizeof(pair),
+					 (void *)(w->auxv + i * 16))) {
 		return 1;
+	}
 	if (pair[0] == EM_AT_NULL)
 		return 1;
 	if (pair[0] == EM_AT_PHDR)
@@ -370,6 +381,7 @@ static __noinline int em_exe_image(struct task_struct *task,
 	struct em_auxv_walk w = {};
 	struct em_vma_info v = {};
 	struct mm_struct *mm;
+	__u64 first = 0;
 
 	if (!exe || !base || !size)
 		return EM_BID_ERR_NO_MAPPING;
@@ -377,7 +389,15 @@ static __noinline int em_exe_image(struct task_struct *task,
 	if (!mm)
 		return EM_BID_ERR_EXITED;
 	w.auxv = (__u64)mm + bpf_core_field_offset(struct mm_struct, saved_auxv);
-	bpf_loop(EM_AUXV_PAIRS, em_auxv_step, &w, 0);
+	/*
+	 * A 32-bit (compat) ELF's loader stores the auxv as u32 pairs in the
+	 * same array. AT_* keys are small: a first u64 with high bits set is
+	 * a packed (key, value) pair of u32s.
+	 */
+	if (bpf_probe_read_kernel(&first, sizeof(first), (void *)w.auxv))
+		return EM_BID_ERR_NO_AUXV;
+	w.compat = (first >> 32) != 0;
+	bpf_loop(EM_AUXV_PAIRS * 2, em_auxv_step, &w, 0);
 	if (!w.phdr || !w.phnum)
 		return EM_BID_ERR_NO_AUXV;
 	if (bpf_find_vma(task, w.phdr, em_vma_cb, &v, 0) || !v.ino)

@@ -27,6 +27,25 @@ const volatile __u32 em_pc_page_shift = 12;
 /* Direct-map and vmemmap bases, written by the agent after calibration. */
 struct em_pc_bases em_pc_bases;
 
+/*
+ * folio->flags: an unsigned long until "mm: introduce memdesc_flags_t"
+ * (v6.18) wrapped it in a struct. CO-RE will not relocate one type to the
+ * other, so each layout is a flavour of its own.
+ */
+struct folio___ulong_flags {
+	unsigned long flags;
+} __attribute__((preserve_access_index));
+
+static __always_inline int em_folio_flags(struct folio *folio, __u64 *flags)
+{
+	if (bpf_core_field_exists(((struct folio___ulong_flags *)folio)->flags))
+		return bpf_probe_read_kernel(flags, sizeof(*flags),
+					     __builtin_preserve_access_index(
+						     &((struct folio___ulong_flags *)folio)->flags));
+	return bpf_probe_read_kernel(flags, sizeof(*flags),
+				     __builtin_preserve_access_index(&folio->flags));
+}
+
 /* xarray internal entries (include/linux/xarray.h). */
 #define EM_XA_MAX_DEPTH 6 /* 6 bits a level: 2^36 pages */
 
@@ -90,9 +109,7 @@ static __noinline __u64 em_pc_page(struct address_space *mapping, __u64 index)
 	pindex = BPF_CORE_READ(folio, index);
 	if (index < pindex || index - pindex >= 512)
 		return 0;
-	/* flags is an unsigned long, or memdesc_flags_t wrapping one (6.18). */
-	if (bpf_probe_read_kernel(&pflags, sizeof(pflags),
-				  __builtin_preserve_access_index(&folio->flags)))
+	if (em_folio_flags(folio, &pflags))
 		return 0;
 	uptodate = bpf_core_enum_value(enum pageflags, PG_uptodate);
 	if (!((pflags >> uptodate) & 1))
@@ -173,13 +190,19 @@ struct {
 	__type(value, struct em_pc_walk);
 } em_pc_scratch SEC(".maps");
 
+/*
+ * v &= mask, as an instruction the compiler cannot drop: the verifier of
+ * older kernels (6.1) loses a size's bounds across the compiler's spills,
+ * and needs them established right where the helper is called.
+ */
+#define em_mask(v, mask) asm volatile("%[x] &= " #mask : [x] "+r"(v))
+
 /* Reads len (<= 64) bytes at file offset off into w->buf. */
 static __always_inline int em_pc_fill(struct em_pc_walk *w, __u32 len,
 				      __u64 off)
 {
 	struct em_pc_file *f = &w->f;
-	__u64 page_size = 1ULL << em_pc_page_shift, in_page;
-	__u32 first, second;
+	__u64 page_size = 1ULL << em_pc_page_shift, in_page, first, second;
 	int err;
 
 	if (len == 0 || len > 64)
@@ -193,23 +216,19 @@ static __always_inline int em_pc_fill(struct em_pc_walk *w, __u32 len,
 	err = em_pc_map(f, off >> em_pc_page_shift);
 	if (err)
 		return err;
-	barrier_var(first);
-	if (first == 0 || first > 64)
-		return EM_BID_ERR_READ_FAULT;
+	em_mask(first, 127); /* <= 64; buf holds 128 */
 	if (bpf_probe_read_kernel(w->buf, first, (void *)(f->cur_addr + in_page)))
 		return EM_BID_ERR_READ_FAULT;
-	if (first == len)
+	if (first >= len)
 		return 0;
-	/* The rest starts the next page. */
+	/* The rest starts the next page: first and second are < 64. */
 	second = len - first;
 	err = em_pc_map(f, (off >> em_pc_page_shift) + 1);
 	if (err)
 		return err;
-	barrier_var(second);
-	if (second == 0 || second > 64)
-		return EM_BID_ERR_READ_FAULT;
-	if (bpf_probe_read_kernel(&w->buf[first & 63], second,
-				  (void *)f->cur_addr))
+	em_mask(first, 63);
+	em_mask(second, 63);
+	if (bpf_probe_read_kernel(&w->buf[first], second, (void *)f->cur_addr))
 		return EM_BID_ERR_READ_FAULT;
 	return 0;
 }
@@ -329,8 +348,8 @@ static long em_pc_note_step(__u32 i, void *arg)
 			/* Only the descriptor: the bytes after it in buf are
 			 * left from earlier reads, and the policy lookup keys
 			 * on all EM_BUILD_ID_MAX bytes. */
-			__builtin_memset(w->bid.id, 0, sizeof(w->bid.id));
-			bpf_probe_read_kernel(w->bid.id, descsz, w->buf);
+			for (int k = 0; k < EM_BUILD_ID_MAX; k++)
+				w->bid.id[k] = k < descsz ? w->buf[k] : 0;
 			w->bid.len = descsz;
 			return 1;
 		}

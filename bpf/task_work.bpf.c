@@ -24,22 +24,31 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* 6.18 to 2026: the kfunc takes the program's aux as its last argument. */
+/*
+ * Built twice (CMakeLists.txt): 6.18 names the kfunc ..._impl and takes
+ * the program's aux as a last argument; later kernels (7.x) add
+ * bpf_task_work_schedule_resume with the aux implicit, and change _impl's
+ * prototype so that libbpf refuses an object naming the old one. The agent
+ * loads the build that matches the kernel's BTF.
+ */
+#ifdef EM_TW_IMPLICIT
+extern int bpf_task_work_schedule_resume(struct task_struct *task,
+					 struct bpf_task_work *tw,
+					 void *map__map,
+					 int (*cb)(struct bpf_map *, void *,
+						   void *)) __ksym;
+#define em_task_work_schedule(task, tw, map, cb) \
+	bpf_task_work_schedule_resume(task, tw, map, cb)
+#else
 extern int bpf_task_work_schedule_resume_impl(struct task_struct *task,
 					      struct bpf_task_work *tw,
 					      void *map__map,
 					      int (*cb)(struct bpf_map *, void *,
 							void *),
 					      void *aux__prog) __ksym __weak;
-/* Later kernels: the same kfunc with the aux argument implicit. */
-extern int bpf_task_work_schedule_resume(struct task_struct *task,
-					 struct bpf_task_work *tw,
-					 void *map__map,
-					 int (*cb)(struct bpf_map *, void *,
-						   void *)) __ksym __weak;
-
-/* Which of the two the kernel has (from its BTF); the other is dead code. */
-const volatile bool em_tw_implicit = false;
+#define em_task_work_schedule(task, tw, map, cb) \
+	bpf_task_work_schedule_resume_impl(task, tw, map, cb, NULL)
+#endif
 
 enum {
 	EM_PEND_WAITING = 1,
@@ -124,12 +133,7 @@ int BPF_PROG(em_exec_tw, struct task_struct *p, pid_t old_pid,
 	/* 3 KiB: a helper copy, not an unrolled one. */
 	bpf_probe_read_kernel(&pend->st, sizeof(*st), st);
 	pend->state = EM_PEND_WAITING;
-	if (em_tw_implicit)
-		err = bpf_task_work_schedule_resume(p, &pend->tw, &em_pending,
-						    em_resolve_cb);
-	else
-		err = bpf_task_work_schedule_resume_impl(p, &pend->tw, &em_pending,
-							 em_resolve_cb, NULL);
+	err = em_task_work_schedule(p, &pend->tw, &em_pending, em_resolve_cb);
 	if (err) {
 		em_count(EM_STAT_TW_SCHEDULE_FAIL);
 		bpf_map_delete_elem(&em_pending, &tid);

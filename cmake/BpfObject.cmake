@@ -37,8 +37,13 @@ add_custom_command(
   COMMENT "Dumping vmlinux.h from ${EXECMON_VMLINUX_BTF}"
   VERBATIM)
 
+# Extra arguments are compile definitions (a variant of one source).
 function(execmon_bpf_object name source)
   get_filename_component(src ${source} ABSOLUTE)
+  set(defs)
+  foreach(d ${ARGN})
+    list(APPEND defs -D${d})
+  endforeach()
   set(obj ${BPF_GEN_DIR}/${name}.bpf.o)
   set(dep ${BPF_GEN_DIR}/${name}.bpf.d)
   set(skel ${BPF_GEN_DIR}/${name}.skel.h)
@@ -47,7 +52,7 @@ function(execmon_bpf_object name source)
     OUTPUT ${obj}
     COMMAND ${BPF_CLANG} -g -O2 -target bpf -mcpu=v3
             -D__TARGET_ARCH_${BPF_TARGET_ARCH}
-            -Wall -Werror -Wno-unused-function
+            -Wall -Werror -Wno-unused-function ${defs}
             -I${BPF_GEN_DIR} -I${CMAKE_SOURCE_DIR}/bpf
             -MD -MF ${dep}
             -c ${src} -o ${obj}

@@ -28,6 +28,10 @@ TEST_PACKAGES=(
   default-jre-headless maven kcat
   # fuzzing (tests/fuzz): libFuzzer and the sanitizer runtimes for clang
   libclang-rt-14-dev
+  # tests/vm: Debian kernels under qemu (TCG) with the host's userland
+  # (virtiofsd ships with qemu-system-common), exec monitors to compare
+  # against (bench/compare_monitors.py)
+  qemu-system-x86 cpio xz-utils zstd auditd bpftrace
 )
 
 PACKAGES=("${BUILD_PACKAGES[@]}")

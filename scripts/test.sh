@@ -23,6 +23,10 @@ tests/k8s/build_kube_apiserver.sh >/dev/null || status=1
 EXECMON_BUILD_DIR="$BUILD" python3 -m pytest -v tests/k8s \
   --junitxml="$REPORTS/k8s.xml" -p no:cacheprovider || status=1
 
+echo "== kernel matrix: the agent on Debian kernels under qemu (tests/vm, cached in ~/.cache/execmon/vm)"
+EXECMON_BUILD_DIR="$BUILD" python3 -m pytest -v tests/vm \
+  --junitxml="$REPORTS/vm.xml" -p no:cacheprovider || status=1
+
 echo "== deployment: Helm chart (helm, kubeconform, real apiserver dry-run), image recipe, systemd"
 EXECMON_BUILD_DIR="$BUILD" tests/deploy/run.sh || status=1
 

@@ -29,6 +29,7 @@
 #include "execmon_bpf.skel.h"
 #include "execmon_iter_bpf.skel.h"
 #include "execmon_pc_bpf.skel.h"
+#include "execmon_tw2_bpf.skel.h"
 #include "execmon_tw_bpf.skel.h"
 
 namespace execmon {
@@ -103,7 +104,10 @@ std::string RefusalReason(absl::string_view captured) {
   }
   // libbpf's lines: skip its generic "failed to load object" trailer.
   for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
-    if (absl::StrContains(*it, "failed to load object")) continue;
+    if (absl::StrContains(*it, "failed to load object") ||
+        absl::StrContains(*it, "failed to load BPF skeleton")) {
+      continue;
+    }
     return std::string(absl::StripPrefix(*it, "libbpf: "));
   }
   return "refused (no reason given)";
@@ -386,20 +390,41 @@ absl::Status BpfLoader::LoadUnit(ResolverPath path, const BpfOptions& options) {
       return absl::OkStatus();
     }
     case ResolverPath::kTaskWork: {
-      execmon_tw_bpf* u = execmon_tw_bpf__open();
-      if (u == nullptr) return ErrnoStatus(errno, "opening task_work");
-      tw_ = u;
-      EM_SET_COMMON_RODATA(u, options, features_);
-      u->rodata->em_tw_implicit = features_.task_work_implicit;
-      u->rodata->em_page_shift = page_shift;
-      int err = bpf_map__set_max_entries(u->maps.em_pending,
-                                         options.pending_entries);
-      if (err) return ErrnoStatus(err, "sizing em_pending");
-      if (absl::Status s = ShareCoreMaps(u->obj); !s.ok()) return s;
-      if (absl::Status s =
-              LoadCaptured([&] { return execmon_tw_bpf__load(u); }, what);
-          !s.ok()) {
+      // Two builds of bpf/task_work.bpf.c, one per kfunc flavour: the
+      // kernel's BTF says which one it has.
+      auto load = [&](auto* u, auto load_fn) -> absl::Status {
+        EM_SET_COMMON_RODATA(u, options, features_);
+        u->rodata->em_page_shift = page_shift;
+        int err = bpf_map__set_max_entries(u->maps.em_pending,
+                                           options.pending_entries);
+        if (err) return ErrnoStatus(err, "sizing em_pending");
+        tw_obj_ = u->obj;
+        tw_exec_ = u->progs.em_exec_tw;
+        tw_exit_ = u->progs.em_exit_tw;
+        if (absl::Status s = ShareCoreMaps(u->obj); !s.ok()) return s;
+        return LoadCaptured([&] { return load_fn(u); }, what);
+      };
+      absl::Status s;
+      if (features_.task_work_implicit) {
+        execmon_tw2_bpf* u = execmon_tw2_bpf__open();
+        if (u == nullptr) return ErrnoStatus(errno, "opening task_work");
+        tw2_ = u;
+        s = load(u, execmon_tw2_bpf__load);
+      } else {
+        execmon_tw_bpf* u = execmon_tw_bpf__open();
+        if (u == nullptr) return ErrnoStatus(errno, "opening task_work");
+        tw_ = u;
+        s = load(u, execmon_tw_bpf__load);
+      }
+      if (!s.ok()) {
         UnloadUnit(path);
+        if (!features_.task_work_impl && !features_.task_work_implicit) {
+          // The verifier's words for a call to a kfunc the kernel lacks
+          // ("invalid kernel function call not eliminated") say little.
+          return absl::FailedPreconditionError(absl::StrCat(
+              s.message(),
+              " (this kernel has no bpf_task_work_schedule_resume kfunc)"));
+        }
         return s;
       }
       return absl::OkStatus();
@@ -451,7 +476,11 @@ void BpfLoader::UnloadUnit(ResolverPath path) {
       break;
     case ResolverPath::kTaskWork:
       if (tw_ != nullptr) execmon_tw_bpf__destroy(tw_);
+      if (tw2_ != nullptr) execmon_tw2_bpf__destroy(tw2_);
       tw_ = nullptr;
+      tw2_ = nullptr;
+      tw_obj_ = nullptr;
+      tw_exec_ = tw_exit_ = nullptr;
       break;
     case ResolverPath::kIterator:
       if (iter_ != nullptr) execmon_iter_bpf__destroy(iter_);
@@ -489,7 +518,7 @@ bpf_object* BpfLoader::UnitObject(ResolverPath path) const {
     case ResolverPath::kPageCache:
       return pc_ != nullptr ? pc_->obj : nullptr;
     case ResolverPath::kTaskWork:
-      return tw_ != nullptr ? tw_->obj : nullptr;
+      return tw_obj_;
     case ResolverPath::kIterator:
       return iter_ != nullptr ? iter_->obj : nullptr;
   }
@@ -573,9 +602,9 @@ absl::Status BpfLoader::Attach() {
                                      skel_->progs.em_cgroup_rmdir,
                                      skel_->progs.em_exec};
   if (pc_ != nullptr) order.push_back(pc_->progs.em_exec_pc);
-  if (tw_ != nullptr) order.push_back(tw_->progs.em_exec_tw);
+  if (tw_exec_ != nullptr) order.push_back(tw_exec_);
   order.push_back(skel_->progs.em_exec_tail);
-  if (tw_ != nullptr) order.push_back(tw_->progs.em_exit_tw);
+  if (tw_exit_ != nullptr) order.push_back(tw_exit_);
   order.push_back(skel_->progs.em_fork);
   order.push_back(skel_->progs.em_exit);
   for (bpf_program* prog : order) {

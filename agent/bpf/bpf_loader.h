@@ -19,6 +19,7 @@
 struct execmon_bpf;
 struct execmon_pc_bpf;
 struct execmon_tw_bpf;
+struct execmon_tw2_bpf;
 struct execmon_iter_bpf;
 struct bpf_object;
 struct ring_buffer;
@@ -191,7 +192,11 @@ class BpfLoader {
 
   execmon_bpf* skel_ = nullptr;
   execmon_pc_bpf* pc_ = nullptr;
-  execmon_tw_bpf* tw_ = nullptr;
+  execmon_tw_bpf* tw_ = nullptr;    // task_work, the _impl kfunc (6.18)
+  execmon_tw2_bpf* tw2_ = nullptr;  // task_work, implicit-argument kfunc
+  ::bpf_object* tw_obj_ = nullptr;  // whichever of the two is loaded
+  ::bpf_program* tw_exec_ = nullptr;
+  ::bpf_program* tw_exit_ = nullptr;
   execmon_iter_bpf* iter_ = nullptr;
   em_globals* globals_ = nullptr;  // mmap of em_globals
   std::vector<PathStatus> paths_;

@@ -1,0 +1,142 @@
+"""The kernel matrix: the agent built here, run inside qemu (TCG) guests
+booted from Debian's own cloud kernels, with the host's userland shared
+read-only (tests/vm/run_in_vm.sh). For each kernel: the agent starts on its
+defaults and names the paths it chose, exec events carry the right build
+IDs, an enforce deny stops a first-seen binary before its first
+instruction, and the snapshot works. The per-kernel results (paths chosen,
+verified instruction counts, refusal reasons) are written to
+<build>/test-reports/vm-matrix.json for docs/kernels.md.
+
+A kernel package that cannot be fetched is a skip with the reason.
+"""
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("EXECMON_BUILD_DIR", REPO / "build")).resolve()
+HERE = Path(__file__).resolve().parent
+CACHE = Path(os.environ.get("VM_CACHE",
+                            Path.home() / ".cache" / "execmon" / "vm"))
+
+# label -> (suite, packages unpacked together). Pinned: the matrix in
+# docs/kernels.md names these builds.
+KERNELS = {
+    "6.1": ("bookworm", ["linux-image-6.1.0-50-cloud-amd64-unsigned"]),
+    "6.12": ("bookworm-backports", ["linux-image-6.12.95+deb12-cloud-amd64-unsigned"]),
+    "6.18": ("trixie-backports", ["linux-image-6.18.15+deb13-cloud-amd64"]),
+    "6.19": ("trixie-backports", ["linux-binary-6.19.14+deb13-cloud-amd64",
+                                  "linux-modules-6.19.14+deb13-cloud-amd64"]),
+    # The newest Debian kernel: a newer verifier, and the task_work kfunc
+    # with an implicit argument.
+    "7.3": ("trixie-backports", ["linux-binary-7.3.4+deb13-cloud-amd64",
+                                 "linux-modules-7.3.4+deb13-cloud-amd64"]),
+}
+AT_EXEC = ("page_cache", "task_work")
+
+
+def kernel_dir(label):
+    """The unpacked kernel (cached), or pytest.skip with the reason."""
+    suite, pkgs = KERNELS[label]
+    kdir = CACHE / "kernels" / f"matrix-{label}"
+    if (kdir / ".unpacked").exists():
+        return kdir
+    debs = []
+    for pkg in pkgs:
+        r = subprocess.run(["bash", str(HERE / "fetch_kernel.sh"), suite, pkg],
+                           capture_output=True, text=True, timeout=900,
+                           env={**os.environ, "VM_CACHE": str(CACHE)})
+        if r.returncode != 0:
+            pytest.skip(f"kernel {label}: cannot fetch {pkg} from {suite}: "
+                        f"{r.stderr.strip()[-300:]}")
+        debs.append(r.stdout.strip().splitlines()[-1])
+    tmp = kdir.parent / f"{kdir.name}.tmp"
+    subprocess.run(["rm", "-rf", str(tmp), str(kdir)], check=True)
+    tmp.mkdir(parents=True)
+    for deb in debs:
+        subprocess.run(["dpkg-deb", "-x", deb, str(tmp)], check=True)
+    (tmp / ".unpacked").write_text("\n".join(debs) + "\n")
+    tmp.rename(kdir)
+    return kdir
+
+
+def record(label, result):
+    reports = BUILD / "test-reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    path = reports / "vm-matrix.json"
+    matrix = json.loads(path.read_text()) if path.exists() else {}
+    matrix[label] = result
+    path.write_text(json.dumps(matrix, indent=1, sort_keys=True))
+
+
+_RESULTS = {}
+
+
+def guest_result(label):
+    """The guest's checks on kernel label, run once per session."""
+    if label in _RESULTS:
+        return _RESULTS[label]
+    kdir = kernel_dir(label)
+    r = subprocess.run(
+        ["bash", str(HERE / "run_in_vm.sh"), "--mem", "2G", "--timeout", "600",
+         str(kdir), "--", "env", f"EXECMON_BUILD_DIR={BUILD}",
+         "python3", str(HERE / "guest_check.py")],
+        capture_output=True, text=True, timeout=700,
+        env={**os.environ, "VM_CACHE": str(CACHE)})
+    m = re.search(r"^@@RESULT (.*)$", r.stdout, re.M)
+    assert m, f"no result from the guest (rc {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-2000:]}"
+    _RESULTS[label] = json.loads(m.group(1))
+    record(label, _RESULTS[label])
+    return _RESULTS[label]
+
+
+@pytest.mark.parametrize("label", list(KERNELS))
+def test_kernel_defaults(label):
+    res = guest_result(label)
+    check_run(res["kernel"], res["default"], AT_EXEC,
+              {"page_cache", "task_work", "iterator"})
+
+
+@pytest.mark.parametrize("label", list(KERNELS))
+def test_kernel_task_work_path(label):
+    """The task_work path alone (then late), where the kernel loads it: it
+    learns the IDs before the first instruction too."""
+    res = guest_result(label)
+    if "task_work" not in res:
+        pytest.skip(f"kernel {res['kernel']} refuses the task_work path: "
+                    f"{res['default']['paths']['task_work'].get('reason')}")
+    tw = res["task_work"]
+    ran = re.search(r"task_work=(\d+)", tw.get("kernel_summary") or "")
+    if tw.get("task_work_schedule_failed") and ran and int(ran.group(1)) == 0:
+        pytest.skip(f"kernel {res['kernel']} loads the task_work path but "
+                    f"bpf_task_work_schedule_resume failed for every exec "
+                    f"({tw['task_work_schedule_failed']} of them); execs fell "
+                    "through to the hold path")
+    check_run(res["kernel"], tw, ("task_work",), {"task_work", "iterator"})
+
+
+def check_run(kernel, res, sources, paths):
+    assert "start_error" not in res, f"agent did not start on {kernel}:\n{res['start_error']}"
+    assert res["agent_rc"] == 0
+    # Every path is reported: loaded with its instruction count, or not
+    # with the kernel's reason.
+    assert set(res["paths"]) == paths, res["startup_log"]
+    for name, p in res["paths"].items():
+        assert p["verified_insns"] > 0 if p["loaded"] else p["reason"], (name, p)
+    at_exec = [p for p in sources if res["paths"][p]["loaded"]]
+    assert at_exec, f"no at-exec path on {kernel}: {res['paths']}"
+    for name, c in res["checks"].items():
+        if not name.startswith("build_id:"):
+            continue
+        assert c["rc"] == 0, (name, c)
+        assert c["got"] == c["want"] and c["error"] is None, (name, c)
+        assert c["source"] in (*sources, "cache") and c["late"] is False, (name, c)
+    enforce = res["checks"]["enforce_first_seen"]
+    assert enforce["rc"] == -9 and enforce["flag_created"] is False, enforce
+    assert enforce["verdict"]["decision"] == "deny", enforce
+    assert enforce["source"] in sources, enforce
+    assert res["checks"]["snapshot"]["processes"] > 0
