@@ -453,8 +453,8 @@ absl::Status CmdRun() {
         "program started (iterator) or not at all",
         opts.policy_dir.empty()
             ? ""
-            : "; a first-seen binary that violates an enforce policy can "
-              "only be killed after it started");
+            : "; under an enforce+kill policy such an exec is held (stopped "
+              "before its first instruction) until it is judged");
   }
 
   struct sigaction sa = {};

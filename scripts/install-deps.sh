@@ -8,7 +8,7 @@ BUILD_PACKAGES=(
   cmake make g++ pkg-config clang llvm bpftool
   libbpf-dev libelf-dev zlib1g-dev libabsl-dev rapidjson-dev libyaml-cpp-dev
   # libcurl also serves agent/k8s (the pod watcher's HTTP client)
-  prometheus-cpp-dev libcivetweb-dev libcurl4-openssl-dev
+  prometheus-cpp-dev libmicrohttpd-dev libcurl4-openssl-dev
   librdkafka-dev libjemalloc-dev
   # tests: the unit tests are built with everything else by scripts/build.sh
   # (the image recipe builds the agent alone and does not need these)

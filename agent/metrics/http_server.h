@@ -1,7 +1,13 @@
-// The agent's HTTP endpoint (civetweb): /metrics (Prometheus text format),
-// /healthz (liveness: BPF attached and the event loop alive) and /readyz
-// (readiness: started, snapshot and policies loaded, sinks delivering).
-// Probes answer 200 or 503 with a JSON body saying why.
+// The agent's HTTP endpoint (libmicrohttpd): /metrics (Prometheus text
+// format), /healthz (liveness: BPF attached and the event loop alive) and
+// /readyz (readiness: started, snapshot and policies loaded, sinks
+// delivering). Probes answer 200 or 503 with a JSON body saying why.
+//
+// One epoll thread serves every connection: an idle or slow (slowloris)
+// client holds a socket, never a worker, so probes and scrapes keep
+// answering while such clients wait out the connection timeout. A
+// thread-per-connection server (civetweb with two threads, before) was
+// taken down by two idle connections.
 #ifndef EXECMON_AGENT_METRICS_HTTP_SERVER_H_
 #define EXECMON_AGENT_METRICS_HTTP_SERVER_H_
 
@@ -13,8 +19,8 @@
 #include "absl/synchronization/mutex.h"
 #include "prometheus/registry.h"
 
-struct mg_context;
-struct mg_connection;
+struct MHD_Daemon;
+struct MHD_Connection;
 
 namespace execmon {
 
@@ -39,13 +45,14 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
+  // Status code, body and content type of a GET of path (404 for others).
+  int Respond(const char* path, std::string* body,
+              const char** content_type) const;
+
  private:
   HttpServer() = default;
-  static int HandleMetrics(::mg_connection* conn, void* self);
-  static int HandleHealthz(::mg_connection* conn, void* self);
-  static int HandleReadyz(::mg_connection* conn, void* self);
 
-  mg_context* ctx_ = nullptr;
+  ::MHD_Daemon* daemon_ = nullptr;
   std::shared_ptr<prometheus::Registry> registry_;
   HealthState* health_ = nullptr;
 };

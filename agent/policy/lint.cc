@@ -103,6 +103,8 @@ std::string Json(const ParseResult& r) {
   w.StartObject();
   w.Key("ok");
   w.Bool(r.errors.empty());
+  w.Key("error_count");
+  w.Uint64(r.errors.size() + r.errors_not_shown);
   w.Key("policies");
   w.StartArray();
   for (const Policy& p : r.set.policies) {
@@ -168,8 +170,11 @@ std::string Text(const ParseResult& r) {
   if (r.errors.empty()) {
     absl::StrAppend(&out, r.set.policies.size(), " policies OK");
   } else {
-    absl::StrAppend(&out, r.set.policies.size(), " policies, ", r.errors.size(),
-                    " errors");
+    absl::StrAppend(&out, r.set.policies.size(), " policies, ",
+                    r.errors.size() + r.errors_not_shown, " errors");
+    if (r.errors_not_shown != 0) {
+      absl::StrAppend(&out, " (", r.errors_not_shown, " not listed)");
+    }
   }
   if (!warnings.empty())
     absl::StrAppend(&out, ", ", warnings.size(), " warnings");

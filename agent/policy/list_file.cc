@@ -109,15 +109,20 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path,
 }
 
 size_t ParseBuildIdList(absl::string_view text, const std::string& file,
-                        BuildIdMap* out, std::vector<PolicyError>* errors) {
+                        BuildIdMap* out, std::vector<PolicyError>* errors,
+                        size_t* not_shown) {
   size_t ids = 0;
   size_t error_count = 0;
   auto add_error = [&](int line, size_t column, std::string message) {
     ++error_count;
-    if (error_count > kMaxListFileErrors) return;
+    if (error_count > kMaxListFileErrors) {
+      if (not_shown != nullptr) ++*not_shown;
+      return;
+    }
     if (error_count == kMaxListFileErrors) {
       absl::StrAppend(&message,
-                      " (too many errors; skipping the rest of the file)");
+                      " (too many errors: the rest of this file's are "
+                      "counted, not listed)");
     }
     errors->push_back(PolicyError{
         SourcePos{file, line, static_cast<int>(column)}, std::move(message)});
@@ -131,7 +136,6 @@ size_t ParseBuildIdList(absl::string_view text, const std::string& file,
   int line_no = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++line_no;
-    if (error_count >= kMaxListFileErrors) break;
     size_t start = 0;
     while (start < line.size() && IsBlank(line[start])) ++start;
     if (start == line.size() || line[start] == '#') continue;
@@ -140,7 +144,17 @@ size_t ParseBuildIdList(absl::string_view text, const std::string& file,
     absl::string_view token = line.substr(start, end - start);
     absl::StatusOr<std::string> raw = ParseBuildIdHex(token);
     if (!raw.ok()) {
-      add_error(line_no, start + 1, std::string(raw.status().message()));
+      // A list file may be anything: quote a short escaped excerpt of the
+      // token only, never the line.
+      if (error_count < kMaxListFileErrors) {
+        constexpr size_t kExcerpt = 12;
+        add_error(line_no, start + 1,
+                  absl::StrCat(QuoteForMessage(token.substr(0, kExcerpt)),
+                               token.size() > kExcerpt ? "..." : "",
+                               " is not a build ID (", kBuildIdExpected, ")"));
+      } else {
+        add_error(line_no, start + 1, "");
+      }
       continue;
     }
     size_t note_start = end;

@@ -41,10 +41,13 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path,
                                           size_t max_bytes);
 
 // Parses list-file text named `file` (for positions). Appends entries not
-// already in `*out`; errors (file:line:col of the bad token) go to
-// `*errors`. Returns the number of valid ID lines, duplicates included.
+// already in `*out`; errors (file:line:col of the bad token, quoting at
+// most a short escaped excerpt of it) go to `*errors`, the first
+// kMaxListFileErrors of them; the others are counted in `*not_shown`.
+// Returns the number of valid ID lines, duplicates included.
 size_t ParseBuildIdList(absl::string_view text, const std::string& file,
-                        BuildIdMap* out, std::vector<PolicyError>* errors);
+                        BuildIdMap* out, std::vector<PolicyError>* errors,
+                        size_t* not_shown = nullptr);
 
 // ReadSmallFile(path, kMaxListFileBytes) + ParseBuildIdList. A file that
 // cannot be read is one error positioned at `path` with line 0.

@@ -2,6 +2,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -39,8 +41,6 @@ namespace {
 
 constexpr absl::string_view kApiVersion = "execmon.io/v1alpha1";
 constexpr absl::string_view kKind = "ExecPolicy";
-constexpr absl::string_view kBuildIdExpected =
-    "expected 2 to 40 hex digits, an even number";
 constexpr absl::string_view kDnsLabelExpected =
     "expected a DNS-1123 label: lowercase letters, digits and '-', starting "
     "and ending with a letter or digit, at most 63 characters";
@@ -649,11 +649,42 @@ class DocumentParser {
                            " is not a file path (it contains a NUL byte)"));
         continue;
       }
+      // List files live in the policy directory tree: a policy cannot
+      // make the agent (root) read /etc/shadow and echo it as errors.
+      if (file->front() == '/') {
+        Error(item, item_path,
+              absl::StrCat(QuoteForMessage(*file),
+                           ": list files are named relative to the policy "
+                           "directory, not by absolute path"));
+        continue;
+      }
+      bool escapes = false;
+      for (absl::string_view part : absl::StrSplit(*file, '/')) {
+        if (part == "..") escapes = true;
+      }
+      if (escapes) {
+        Error(item, item_path,
+              absl::StrCat(QuoteForMessage(*file),
+                           ": a list file path may not contain \"..\""));
+        continue;
+      }
       std::string resolved = *file;
-      if (file->front() != '/' && !ctx_->base_dir.empty()) {
+      if (!ctx_->base_dir.empty()) {
         resolved =
             absl::StrCat(ctx_->base_dir,
                          absl::EndsWith(ctx_->base_dir, "/") ? "" : "/", *file);
+        // Symlinks may point within the tree (a ConfigMap's ..data), not
+        // out of it.
+        char real_base[PATH_MAX], real_file[PATH_MAX];
+        if (realpath(ctx_->base_dir.c_str(), real_base) != nullptr &&
+            realpath(resolved.c_str(), real_file) != nullptr &&
+            !absl::StartsWith(real_file, absl::StrCat(real_base, "/"))) {
+          Error(item, item_path,
+                absl::StrCat(QuoteForMessage(*file),
+                             " leads out of the policy directory (to ",
+                             QuoteForMessage(real_file), ")"));
+          continue;
+        }
       }
       absl::StatusOr<std::string> text =
           ReadSmallFile(resolved, kMaxListFileBytes);
@@ -662,7 +693,8 @@ class DocumentParser {
         continue;
       }
       std::vector<PolicyError> errors;
-      ParseBuildIdList(*text, resolved, out, &errors);
+      ParseBuildIdList(*text, resolved, out, &errors,
+                       &ctx_->result->errors_not_shown);
       for (PolicyError& e : errors) {
         AddError(std::move(e.pos), std::move(e.message));
       }

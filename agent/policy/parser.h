@@ -49,6 +49,9 @@ struct ParseResult {
   // ParsePolicyText appends in document order.
   PolicySet set;
   std::vector<PolicyError> errors;
+  // Errors counted but not listed (past a list file's first
+  // kMaxListFileErrors): the real count is errors.size() + this.
+  size_t errors_not_shown = 0;
   // metadata.name -> where its value was written, for every document
   // parsed into this result (valid or not): duplicate names are detected
   // across everything parsed into one result.
@@ -90,6 +93,10 @@ std::string BuildIdToHex(absl::string_view raw);
 // User text for a message: in double quotes, C-escaped (non-printable and
 // non-ASCII bytes as \xNN), cut to about 64 characters ("..." appended).
 std::string QuoteForMessage(absl::string_view s);
+
+// What a build ID looks like, for error messages.
+inline constexpr absl::string_view kBuildIdExpected =
+    "expected 2 to 40 hex digits, an even number";
 // Well-formed UTF-8 (no overlongs, surrogates or code points > U+10FFFF)
 // without NUL bytes.
 bool IsValidUtf8(absl::string_view s);

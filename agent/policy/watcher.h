@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 
@@ -26,15 +27,22 @@ class PolicyWatcher {
   void WatchDirs(const std::vector<std::string>& dirs);
 
   // Drains pending notifications without blocking; true if any concerned
-  // the watched directories.
+  // the watched directories. A policy directory that was removed is
+  // watched again as soon as it exists again (true then too); until it
+  // does, the agent says so once and keeps the policies it loaded.
   bool Changed();
 
+  // Whether the policy directory itself is being watched.
+  bool watching() const { return watched_.contains(root_); }
+
  private:
-  explicit PolicyWatcher(int fd) : fd_(fd) {}
-  void Add(const std::string& dir);
+  PolicyWatcher(int fd, std::string root) : fd_(fd), root_(std::move(root)) {}
+  bool Add(const std::string& dir);
 
   int fd_;
+  std::string root_;
   absl::flat_hash_set<std::string> watched_;
+  absl::flat_hash_map<int, std::string> dirs_;  // watch descriptor -> dir
 };
 
 }  // namespace execmon

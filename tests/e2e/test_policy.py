@@ -2,6 +2,7 @@
 reload, sweep. Real kernel, real BPF, real execs."""
 import json
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -318,15 +319,18 @@ def test_sweep_in_audit_mode_reports_only(agent_factory, tmp_path):
         victim.wait()
 
 
-def test_iterator_fallback_kills_after_start(agent_factory, tmp_path):
-    pol = write_policies(tmp_path / "pol", p=policy("deny-nopie20", deny=[NOPIE20_ID]))
+def test_iterator_fallback_holds_then_kills(agent_factory, tmp_path):
+    # Only the late path: under an enforce+kill policy a first-seen binary
+    # is held before its first instruction, judged late, and killed.
+    pol = write_policies(tmp_path / "pol", p=policy("deny-marker", deny=[MARKER_ID]))
     agent = agent_factory("--build_id_resolver=iterator", f"--policies={pol}")
-    assert "can only be killed after it started" in agent.log()
-    prog = fresh_copy(BIN / "hello_nopie20", tmp_path / "p")
-    p = subprocess.Popen([str(prog), "sleep", "30"])
-    assert p.wait(timeout=15) == -9
-    e = agent.exec_event(p.pid)
+    assert "such an exec is held (stopped before its first instruction)" in agent.log()
+    flag = tmp_path / "created"
+    pid, r = run([fresh_copy(BIN / "marker", tmp_path / "marker"), flag])
+    assert r.returncode == -9 and not flag.exists()
+    e = agent.exec_event(pid)
     assert e["process"]["build_id_source"] == "iterator"
+    assert e["process"]["held"] is True
     assert e["verdict"]["action"] == "kill"
 
 
@@ -466,3 +470,61 @@ def test_no_hold_without_kill_policy(agent, tmp_path):
     assert r.returncode == 0
     p = agent.exec_event(pid, timeout=15)["process"]
     assert "held" not in p
+
+
+def test_recreated_policy_directory_is_watched_again(agent_factory, tmp_path):
+    pol = write_policies(tmp_path / "pol", p=policy("audit-pie8", mode="audit",
+                                                    action="alert", deny=[PIE8_ID]))
+    agent = agent_factory(f"--policies={pol}")
+    pid, _ = run([BIN / "hello_pie8"])
+    assert verdict(agent, pid)["decision"] == "deny"
+    shutil.rmtree(pol)
+    deadline = time.monotonic() + 10
+    while "is gone: not watching it" not in agent.log():
+        assert time.monotonic() < deadline, agent.log()
+        time.sleep(0.05)
+    # Recreated with a new policy: loaded, as a new generation.
+    write_policies(pol, p=policy("deny-marker", deny=[MARKER_ID]))
+    deadline = time.monotonic() + 10
+    while "generation 2" not in agent.log():
+        assert time.monotonic() < deadline, agent.log()
+        time.sleep(0.05)
+    assert "exists again: watching it" in agent.log()
+    flag = tmp_path / "created"
+    pid, r = run([fresh_copy(BIN / "marker", tmp_path / "marker"), flag])
+    assert r.returncode == -9 and not flag.exists()
+    # ... and watched: a later edit reloads too.
+    (pol / "p.yaml").write_text(policy("audit-only", mode="audit", action="alert",
+                                       deny=[MARKER_ID]))
+    deadline = time.monotonic() + 10
+    while "generation 3" not in agent.log():
+        assert time.monotonic() < deadline, agent.log()
+        time.sleep(0.05)
+
+
+def test_lint_confines_list_files_and_counts_every_error(tmp_path):
+    pol = tmp_path / "pol"
+    pol.mkdir()
+    for i, ref in enumerate(["/etc/shadow", "../../etc/passwd"]):
+        (pol / f"p{i}.yaml").write_text(json.dumps({
+            "apiVersion": "execmon.io/v1alpha1", "kind": "ExecPolicy",
+            "metadata": {"name": f"p{i}"},
+            "spec": {"mode": "audit", "action": "alert", "denyFrom": [ref]}}))
+    r = subprocess.run([str(EXECMON), "policy", "lint", str(pol)],
+                       capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "not by absolute path" in r.stdout + r.stderr
+    assert 'may not contain ".."' in r.stdout + r.stderr
+    assert "root:" not in r.stdout + r.stderr  # nothing of either file
+    # A list with many bad lines: the real count, not the number listed.
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "ids.txt").write_text("zz\n" * 5000)
+    (bad / "p.yaml").write_text(json.dumps({
+        "apiVersion": "execmon.io/v1alpha1", "kind": "ExecPolicy",
+        "metadata": {"name": "p"},
+        "spec": {"mode": "audit", "action": "alert", "denyFrom": ["ids.txt"]}}))
+    r = subprocess.run([str(EXECMON), "policy", "lint", str(bad)],
+                       capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "0 policies, 5000 errors (4980 not listed)" in r.stdout + r.stderr

@@ -532,3 +532,39 @@ def _assert_rendered(alert):
 
 def rules_expr(name):
     return dict(rules())[name]["expr"]
+
+
+def test_probes_answer_under_idle_and_slowloris_connections(agent_factory):
+    # 200 idle TCP connections and 2 slowloris clients (a request header
+    # trickled a line at a time) must not stop /healthz, /readyz and
+    # /metrics from answering within 1 s: the kubelet would restart the
+    # agent in a loop otherwise (docs/operations.md).
+    import socket
+    a = _agent(agent_factory)
+    host, port = a.metrics.split(":")
+    idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(200)]
+    slow = []
+    for _ in range(2):
+        s = socket.create_connection((host, int(port)), timeout=5)
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        slow.append(s)
+    try:
+        deadline = time.monotonic() + 6
+        n = 0
+        while time.monotonic() < deadline:
+            for s in slow:
+                try:
+                    s.sendall(f"X-Slow-{n}: y\r\n".encode())
+                except OSError:
+                    pass  # closed by the server: fine
+            for path in ("/healthz", "/readyz", "/metrics"):
+                t0 = time.monotonic()
+                status, body = prom.http_get(f"http://{a.metrics}{path}", timeout=1)
+                took = time.monotonic() - t0
+                assert status == 200 and took < 1.0, (path, status, took)
+            n += 1
+            time.sleep(0.3)
+        assert n >= 5
+    finally:
+        for s in idle + slow:
+            s.close()

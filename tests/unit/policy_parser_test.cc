@@ -747,7 +747,44 @@ TEST(ListFileTest, ErrorsAreCapped) {
   EXPECT_THAT(errors.back().ToString(),
               HasSubstr("l.txt:20:1: \"zz\" is not a build ID"));
   EXPECT_THAT(errors.back().message,
-              HasSubstr("(too many errors; skipping the rest of the file)"));
+              HasSubstr("(too many errors: the rest of this file's are "
+                        "counted, not listed)"));
+  // The rest are counted: the real count is known.
+  size_t not_shown = 0;
+  errors.clear();
+  ParseBuildIdList(text, "l.txt", &out, &errors, &not_shown);
+  EXPECT_EQ(errors.size() + not_shown, 1000u);
+}
+
+TEST(ListFileTest, UnparsableLineIsQuotedAsAShortExcerpt) {
+  BuildIdMap out;
+  std::vector<PolicyError> errors;
+  ParseBuildIdList("root:$y$j9T$abcdefghijklmnopqrstuvwxyz:20228:0:99999:7:::\n",
+                   "l.txt", &out, &errors);
+  ASSERT_THAT(errors, SizeIs(1));
+  EXPECT_EQ(errors[0].message,
+            "\"root:$y$j9T$\"... is not a build ID (expected 2 to 40 hex "
+            "digits, an even number)");
+}
+
+TEST(ListFileTest, ListFilesStayInThePolicyDirectory) {
+  TempDir dir;
+  TempDir outside;
+  std::string secret = outside.Write("secret.txt", "root:x:0:0\n");
+  dir.Write("ok.txt", "00ff\n");
+  ASSERT_EQ(symlink(secret.c_str(), (dir.path() + "/link.txt").c_str()), 0);
+  for (const auto& [ref, want] : std::vector<std::pair<std::string, std::string>>{
+           {secret, "list files are named relative to the policy directory"},
+           {"../x/secret.txt", "may not contain \"..\""},
+           {"link.txt", "leads out of the policy directory"}}) {
+    ParseResult r = Parse(absl::StrCat(kHead, "  denyFrom: [\"", ref, "\"]\n"),
+                          dir.path());
+    EXPECT_THAT(Errors(r), ElementsAre(HasSubstr(want))) << ref;
+    // Nothing of the file is echoed.
+    EXPECT_THAT(absl::StrJoin(Errors(r), "\n"), Not(HasSubstr("root:x")));
+  }
+  ParseResult ok = Parse(absl::StrCat(kHead, "  denyFrom: [ok.txt]\n"), dir.path());
+  EXPECT_THAT(Errors(ok), IsEmpty());
 }
 
 TEST(ListFileTest, KeepsEntriesAlreadyPresent) {
@@ -840,8 +877,8 @@ TEST(ListFileTest, PolicyDenyFromAndAllowFrom) {
   dir.Write("empty.txt", "");
   std::string text =
       absl::StrCat(kHead, "  deny: [{buildId: 00FF, note: inline}]\n",
-                   "  denyFrom: [lists/deny.txt]\n", "  allowFrom: [",
-                   allow_abs, ", empty.txt]\n");
+                   "  denyFrom: [lists/deny.txt]\n",
+                   "  allowFrom: [allow.txt, empty.txt]\n");
   ParseResult r = Parse(text, dir.path());
   ASSERT_THAT(Errors(r), IsEmpty());
   ASSERT_THAT(r.set.policies, SizeIs(1));
