@@ -462,6 +462,9 @@ absl::Status BpfLoader::LoadUnit(ResolverPath path, const BpfOptions& options) {
         UnloadUnit(path);
         return s;
       }
+      // Late reads go to the file's page cache first: with the bases the
+      // page_cache unit validated (loaded before, in chain order).
+      if (pc_ != nullptr) iter_->bss->em_pc_bases = pc_->bss->em_pc_bases;
       return absl::OkStatus();
     }
   }

@@ -50,6 +50,8 @@ def test_refused_paths_fall_back_to_late_resolution(agent_factory, tmp_path):
     p.wait()
     assert e["build_id_source"] == "iterator" and e["build_id_late"] is True
     assert e["build_id"] == "2020202020202020202020202020202020200020"
+    # No page-cache unit: read from the process's memory, and flagged so.
+    assert e["build_id_from_memory"] is True
 
 
 def test_no_path_at_all_still_reports_execs(agent_factory, tmp_path):
@@ -94,4 +96,5 @@ def test_late_reads_from_memory_are_never_cached(agent_factory, tmp_path):
         p.wait()
         assert e["build_id_source"] == "iterator", e
         assert e["build_id"] == "2020202020202020202020202020202020200020"
+        assert e["build_id_from_memory"] is True
         assert e["build_id_cached"] is False
