@@ -8,15 +8,14 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <iterator>
-
 #include <fstream>
+#include <iterator>
 #include <utility>
 #include <variant>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "agent/common/log.h"
@@ -380,7 +379,8 @@ static absl::Status SignalProcess(uint32_t pid, uint64_t start_ns, int sig) {
   size_t close_paren = stat.rfind(')');
   std::vector<absl::string_view> fields;
   if (close_paren != std::string::npos) {
-    fields = absl::StrSplit(absl::string_view(stat).substr(close_paren + 2), ' ');
+    fields =
+        absl::StrSplit(absl::string_view(stat).substr(close_paren + 2), ' ');
   }
   uint64_t ticks = 0;
   if (fields.size() < 20 || !absl::SimpleAtoi(fields[19], &ticks)) {
@@ -388,18 +388,20 @@ static absl::Status SignalProcess(uint32_t pid, uint64_t start_ns, int sig) {
     return absl::NotFoundError(absl::StrCat("pid ", pid, ": no start time"));
   }
   const int64_t hz = sysconf(_SC_CLK_TCK);
-  const int64_t start_ticks = static_cast<int64_t>(start_ns / (1000000000 / hz));
+  const int64_t start_ticks =
+      static_cast<int64_t>(start_ns / (1000000000 / hz));
   if (std::llabs(static_cast<int64_t>(ticks) - start_ticks) > 1) {
     close(fd);
     return absl::NotFoundError(
         absl::StrCat("pid ", pid, " is another process now"));
   }
-  int rc = static_cast<int>(syscall(SYS_pidfd_send_signal, fd, sig, nullptr, 0));
+  int rc =
+      static_cast<int>(syscall(SYS_pidfd_send_signal, fd, sig, nullptr, 0));
   int err = errno;
   close(fd);
   if (rc != 0) {
-    return absl::InternalError(
-        absl::StrCat("signal ", sig, " to pid ", pid, ": ", std::strerror(err)));
+    return absl::InternalError(absl::StrCat("signal ", sig, " to pid ", pid,
+                                            ": ", std::strerror(err)));
   }
   return absl::OkStatus();
 }
@@ -407,7 +409,8 @@ static absl::Status SignalProcess(uint32_t pid, uint64_t start_ns, int sig) {
 void Agent::ReleaseHeld(const ExecEvent& e) {
   ++counters_.held;
   const bool kill = e.verdict.action == EM_ACT_KILL;
-  if (kill && !(e.verdict.flags & EM_V_KILL_BY_AGENT)) return;  // the kernel did
+  if (kill && !(e.verdict.flags & EM_V_KILL_BY_AGENT))
+    return;  // the kernel did
   absl::Status s = SignalProcess(e.pid, e.start_ns, kill ? SIGKILL : SIGCONT);
   if (!s.ok()) {
     ++counters_.held_release_errors;

@@ -440,8 +440,7 @@ absl::Status CmdRun() {
                        ": loaded (", p.verified_insns,
                        " instructions verified)");
     } else if (p.requested) {
-      execmon::LogWarning("build-ID path ",
-                          execmon::ResolverPathName(p.path),
+      execmon::LogWarning("build-ID path ", execmon::ResolverPathName(p.path),
                           ": not available: ", p.reason);
     }
   }

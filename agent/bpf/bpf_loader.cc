@@ -4,28 +4,26 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <linux/capability.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
 
-#include <sys/mman.h>
-
-#include <algorithm>
-
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "agent/bpf/page_cache_calibration.h"
 #include "agent/common/log.h"
 #include "bpf/execmon_abi.h"
-#include "agent/bpf/page_cache_calibration.h"
 #include "execmon_bpf.skel.h"
 #include "execmon_iter_bpf.skel.h"
 #include "execmon_pc_bpf.skel.h"
@@ -122,9 +120,9 @@ absl::Status LoadCaptured(LoadFn load, absl::string_view what) {
   g_capture = nullptr;
   if (err == 0) return absl::OkStatus();
   err = err < 0 ? -err : err;
-  return absl::FailedPreconditionError(absl::StrCat(
-      what, " refused by kernel ", "(", std::strerror(err),
-      "): ", RefusalReason(captured)));
+  return absl::FailedPreconditionError(
+      absl::StrCat(what, " refused by kernel ", "(", std::strerror(err),
+                   "): ", RefusalReason(captured)));
 }
 
 absl::Status ErrnoStatus(int err, absl::string_view what) {
@@ -252,10 +250,10 @@ absl::StatusOr<ResolverChoice> ParseResolverChoice(absl::string_view s) {
 }
 
 // Rodata every unit has (bpf/common.bpf.h), set identically in each.
-#define EM_SET_COMMON_RODATA(skel, options, features)                   \
-  do {                                                                  \
-    (skel)->rodata->em_cache_min_age_ns = (options).cache_min_age_ns;   \
-    (skel)->rodata->em_wakeup_bytes = (options).wakeup_bytes;           \
+#define EM_SET_COMMON_RODATA(skel, options, features)                      \
+  do {                                                                     \
+    (skel)->rodata->em_cache_min_age_ns = (options).cache_min_age_ns;      \
+    (skel)->rodata->em_wakeup_bytes = (options).wakeup_bytes;              \
     (skel)->rodata->em_has_send_signal_task = (features).send_signal_task; \
   } while (0)
 
@@ -302,9 +300,9 @@ absl::StatusOr<std::unique_ptr<BpfLoader>> BpfLoader::Create(
   for (ResolverPath path : kAllResolverPaths) {
     PathStatus st;
     st.path = path;
-    st.requested = std::find(options.resolver.paths.begin(),
-                             options.resolver.paths.end(),
-                             path) != options.resolver.paths.end();
+    st.requested =
+        std::find(options.resolver.paths.begin(), options.resolver.paths.end(),
+                  path) != options.resolver.paths.end();
     if (!st.requested) {
       st.reason = "not selected by --build_id_resolver";
     } else if (std::find(options.refuse.begin(), options.refuse.end(), path) !=
@@ -318,9 +316,8 @@ absl::StatusOr<std::unique_ptr<BpfLoader>> BpfLoader::Create(
     }
     loader->paths_.push_back(st);
     if (st.requested && !st.loaded && !options.resolver.automatic) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("--build_id_resolver=", ResolverPathName(path), ": ",
-                       st.reason));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--build_id_resolver=", ResolverPathName(path), ": ", st.reason));
     }
   }
   const size_t globals_size = sizeof(em_globals);
@@ -353,12 +350,12 @@ absl::Status BpfLoader::ShareCoreMaps(bpf_object* unit) {
   bpf_map* map;
   bpf_object__for_each_map(map, unit) {
     if (bpf_map__is_internal(map)) continue;
-    bpf_map* core = bpf_object__find_map_by_name(skel_->obj, bpf_map__name(map));
+    bpf_map* core =
+        bpf_object__find_map_by_name(skel_->obj, bpf_map__name(map));
     if (core == nullptr) continue;  // the unit's own
     int err = bpf_map__reuse_fd(map, bpf_map__fd(core));
     if (err) {
-      return ErrnoStatus(err,
-                         absl::StrCat("sharing map ", bpf_map__name(map)));
+      return ErrnoStatus(err, absl::StrCat("sharing map ", bpf_map__name(map)));
     }
   }
   return absl::OkStatus();
@@ -499,8 +496,8 @@ absl::Status BpfLoader::CalibratePageCache() {
     auto out = RunIterator(pc_->progs.em_pc_calibrate, 0);
     if (!out.ok()) return out.status();
     if (out->size() != sizeof(em_pc_calib_out)) {
-      return absl::InternalError(absl::StrCat(
-          "calibration iterator returned ", out->size(), " bytes"));
+      return absl::InternalError(absl::StrCat("calibration iterator returned ",
+                                              out->size(), " bytes"));
     }
     em_pc_calib_out r;
     std::memcpy(&r, out->data(), sizeof(r));
@@ -566,10 +563,9 @@ absl::Status BpfLoader::EnableProgramStats() {
 
 std::vector<BpfLoader::ProgramStats> BpfLoader::ReadProgramStats() const {
   std::vector<ProgramStats> out;
-  for (bpf_object* obj :
-       {skel_->obj, UnitObject(ResolverPath::kPageCache),
-        UnitObject(ResolverPath::kTaskWork),
-        UnitObject(ResolverPath::kIterator)}) {
+  for (bpf_object* obj : {skel_->obj, UnitObject(ResolverPath::kPageCache),
+                          UnitObject(ResolverPath::kTaskWork),
+                          UnitObject(ResolverPath::kIterator)}) {
     if (obj == nullptr) continue;
     bpf_program* prog;
     bpf_object__for_each_program(prog, obj) {
@@ -589,7 +585,8 @@ BpfLoader::~BpfLoader() {
   Detach();
   if (ring_ != nullptr) ring_buffer__free(ring_);
   if (globals_ != nullptr) {
-    munmap(globals_, std::max<size_t>(sizeof(em_globals), sysconf(_SC_PAGESIZE)));
+    munmap(globals_,
+           std::max<size_t>(sizeof(em_globals), sysconf(_SC_PAGESIZE)));
   }
   for (ResolverPath p : kAllResolverPaths) UnloadUnit(p);
   if (skel_ != nullptr) execmon_bpf__destroy(skel_);
@@ -624,7 +621,8 @@ absl::Status BpfLoader::Attach() {
 }
 
 void BpfLoader::Detach() {
-  if (globals_ != nullptr) __atomic_store_n(&globals_->armed, 0, __ATOMIC_SEQ_CST);
+  if (globals_ != nullptr)
+    __atomic_store_n(&globals_->armed, 0, __ATOMIC_SEQ_CST);
   for (bpf_link* link : links_) bpf_link__destroy(link);
   links_.clear();
 }
@@ -705,9 +703,9 @@ absl::StatusOr<std::vector<uint8_t>> BpfLoader::RunSnapshotObjects() {
 absl::StatusOr<std::vector<uint8_t>> BpfLoader::Resolve(
     uint32_t pid, absl::Span<const ResolveItem> items, BuildIdSource source) {
   if (iter_ == nullptr) {
-    return absl::UnavailableError(absl::StrCat(
-        "late resolution unavailable: ",
-        paths_.empty() ? "" : paths_.back().reason));
+    return absl::UnavailableError(
+        absl::StrCat("late resolution unavailable: ",
+                     paths_.empty() ? "" : paths_.back().reason));
   }
   std::vector<uint8_t> all;
   for (size_t start = 0; start < items.size(); start += EM_RESOLVE_MAX) {

@@ -52,8 +52,8 @@ absl::StatusOr<ResolverChoice> ParseResolverChoice(absl::string_view s);
 struct PathStatus {
   ResolverPath path;
   bool loaded = false;
-  bool requested = true;  // false: not in an explicit --build_id_resolver
-  std::string reason;     // why not loaded: the kernel's own words
+  bool requested = true;        // false: not in an explicit --build_id_resolver
+  std::string reason;           // why not loaded: the kernel's own words
   uint32_t verified_insns = 0;  // sum over the unit's programs, where known
 };
 

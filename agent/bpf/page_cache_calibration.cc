@@ -134,14 +134,16 @@ absl::StatusOr<PageCacheBases> PageCacheCalibrator::Calibrate() {
     r.cand.page_offset_base = c.page_offset_base;
     r.cand.vmemmap_base = c.vmemmap_base;
     auto out = run_(r);
-    bool ok = out.ok() && out->read_err == 0 &&
-              std::memcmp(out->marker, marker.bytes(), sizeof(out->marker)) == 0;
-    tried.push_back(absl::StrFormat("0x%x/0x%x", c.page_offset_base,
-                                    c.vmemmap_base));
+    bool ok =
+        out.ok() && out->read_err == 0 &&
+        std::memcmp(out->marker, marker.bytes(), sizeof(out->marker)) == 0;
+    tried.push_back(
+        absl::StrFormat("0x%x/0x%x", c.page_offset_base, c.vmemmap_base));
     return ok;
   };
   for (const Candidate& c : candidates) {
-    if (validate(c)) return PageCacheBases{c.page_offset_base, c.vmemmap_base, c.how};
+    if (validate(c))
+      return PageCacheBases{c.page_offset_base, c.vmemmap_base, c.how};
   }
   // Randomised direct map: search its 1 GiB steps for the marker at the
   // known PFN, then validate the hit like any other candidate.
@@ -167,8 +169,7 @@ absl::StatusOr<PageCacheBases> PageCacheCalibrator::Calibrate() {
     }
   }
   return absl::FailedPreconditionError(absl::StrCat(
-      "no direct-map translation validated (tried ",
-      absl::StrJoin(tried, ", "),
+      "no direct-map translation validated (tried ", absl::StrJoin(tried, ", "),
       pfn == 0 ? "; the page's PFN is unknown: /proc/self/pagemap needs "
                  "CAP_SYS_ADMIN, and kallsyms lists no page_offset_base"
                : "",

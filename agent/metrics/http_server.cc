@@ -37,7 +37,8 @@ absl::Status ParseAddress(const std::string& address, sockaddr_storage* out,
     port = address.substr(close + 2);
   } else {
     size_t colon = address.rfind(':');
-    if (colon == std::string::npos) return absl::InvalidArgumentError("want HOST:PORT");
+    if (colon == std::string::npos)
+      return absl::InvalidArgumentError("want HOST:PORT");
     host = address.substr(0, colon);
     port = address.substr(colon + 1);
   }
@@ -114,14 +115,14 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD;
   if (addr.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
   server->daemon_ = MHD_start_daemon(
-      flags, 0, nullptr, nullptr,
-      &Dispatch, server.get(), MHD_OPTION_SOCK_ADDR, reinterpret_cast<sockaddr*>(&addr),
-      MHD_OPTION_CONNECTION_TIMEOUT, kConnectionTimeoutS,
-      MHD_OPTION_CONNECTION_LIMIT, kConnectionLimit, MHD_OPTION_END);
+      flags, 0, nullptr, nullptr, &Dispatch, server.get(), MHD_OPTION_SOCK_ADDR,
+      reinterpret_cast<sockaddr*>(&addr), MHD_OPTION_CONNECTION_TIMEOUT,
+      kConnectionTimeoutS, MHD_OPTION_CONNECTION_LIMIT, kConnectionLimit,
+      MHD_OPTION_END);
   if (server->daemon_ == nullptr) {
     return absl::UnavailableError(absl::StrCat(
-        "--metrics_address=", address, ": cannot listen: ",
-        std::strerror(errno != 0 ? errno : EADDRINUSE)));
+        "--metrics_address=", address,
+        ": cannot listen: ", std::strerror(errno != 0 ? errno : EADDRINUSE)));
   }
   return server;
 }
@@ -145,10 +146,11 @@ int HttpServer::Respond(const char* path, std::string* body,
     bool loop_alive =
         health_->loop_heartbeat_ns.load() != 0 && age < kLoopStaleNs;
     bool ok = attached && loop_alive;
-    *body = absl::StrCat("{\"status\":\"", ok ? "ok" : "unhealthy",
-                         "\",\"bpf_attached\":", attached ? "true" : "false",
-                         ",\"event_loop_alive\":", loop_alive ? "true" : "false",
-                         ",\"event_loop_age_ms\":", age / 1000000, "}\n");
+    *body =
+        absl::StrCat("{\"status\":\"", ok ? "ok" : "unhealthy",
+                     "\",\"bpf_attached\":", attached ? "true" : "false",
+                     ",\"event_loop_alive\":", loop_alive ? "true" : "false",
+                     ",\"event_loop_age_ms\":", age / 1000000, "}\n");
     return ok ? 200 : 503;
   }
   if (std::strcmp(path, "/readyz") == 0) {

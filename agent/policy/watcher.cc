@@ -66,7 +66,8 @@ bool PolicyWatcher::Changed() {
     ssize_t n = read(fd_, buf, sizeof(buf));
     if (n <= 0) break;  // EAGAIN: drained
     changed = true;
-    for (ssize_t off = 0; off + static_cast<ssize_t>(sizeof(inotify_event)) <= n;) {
+    for (ssize_t off = 0;
+         off + static_cast<ssize_t>(sizeof(inotify_event)) <= n;) {
       const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
       off += sizeof(inotify_event) + ev->len;
       // The watch is gone (directory removed or unmounted): forget it, so

@@ -71,7 +71,8 @@ absl::Status JsonLinesSink::Flush() {
     if (fstat(fd_, &st) == 0) start = st.st_size;
   }
   while (written < pending_.size()) {
-    ssize_t n = write(fd_, pending_.data() + written, pending_.size() - written);
+    ssize_t n =
+        write(fd_, pending_.data() + written, pending_.size() - written);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       err = n < 0 ? errno : EIO;
@@ -80,8 +81,9 @@ absl::Status JsonLinesSink::Flush() {
     written += static_cast<size_t>(n);
   }
   // Whole lines written.
-  size_t lines = std::upper_bound(line_ends_.begin(), line_ends_.end(), written) -
-                 line_ends_.begin();
+  size_t lines =
+      std::upper_bound(line_ends_.begin(), line_ends_.end(), written) -
+      line_ends_.begin();
   size_t whole = lines == 0 ? 0 : line_ends_[lines - 1];
   if (written > whole) {
     // A line cut short: take it back, or end it where that is impossible.
@@ -114,8 +116,8 @@ absl::Status JsonLinesSink::Flush() {
     return absl::OkStatus();
   }
   if (up_) {
-    LogError(name_, ": write failed: ", std::strerror(err),
-             "; keeping up to ", kMaxPendingBytes >> 20,
+    LogError(name_, ": write failed: ", std::strerror(err), "; keeping up to ",
+             kMaxPendingBytes >> 20,
              " MiB of events to retry, dropping (and counting) the rest");
     up_ = false;
     dropped_while_down_ = 0;

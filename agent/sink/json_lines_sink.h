@@ -48,8 +48,8 @@ class JsonLinesSink : public EventSink {
   bool owned_;
   bool seekable_;  // a regular file: a short write can be truncated away
   std::string name_;
-  std::string pending_;             // whole lines not written yet
-  std::vector<size_t> line_ends_;   // end offset of each line in pending_
+  std::string pending_;            // whole lines not written yet
+  std::vector<size_t> line_ends_;  // end offset of each line in pending_
   bool up_ = true;
   uint64_t delivered_ = 0;
   uint64_t dropped_write_error_ = 0;

@@ -759,8 +759,9 @@ TEST(ListFileTest, ErrorsAreCapped) {
 TEST(ListFileTest, UnparsableLineIsQuotedAsAShortExcerpt) {
   BuildIdMap out;
   std::vector<PolicyError> errors;
-  ParseBuildIdList("root:$y$j9T$abcdefghijklmnopqrstuvwxyz:20228:0:99999:7:::\n",
-                   "l.txt", &out, &errors);
+  ParseBuildIdList(
+      "root:$y$j9T$abcdefghijklmnopqrstuvwxyz:20228:0:99999:7:::\n", "l.txt",
+      &out, &errors);
   ASSERT_THAT(errors, SizeIs(1));
   EXPECT_EQ(errors[0].message,
             "\"root:$y$j9T$\"... is not a build ID (expected 2 to 40 hex "
@@ -773,17 +774,19 @@ TEST(ListFileTest, ListFilesStayInThePolicyDirectory) {
   std::string secret = outside.Write("secret.txt", "root:x:0:0\n");
   dir.Write("ok.txt", "00ff\n");
   ASSERT_EQ(symlink(secret.c_str(), (dir.path() + "/link.txt").c_str()), 0);
-  for (const auto& [ref, want] : std::vector<std::pair<std::string, std::string>>{
+  for (const auto& [ref, want] :
+       std::vector<std::pair<std::string, std::string>>{
            {secret, "list files are named relative to the policy directory"},
            {"../x/secret.txt", "may not contain \"..\""},
            {"link.txt", "leads out of the policy directory"}}) {
-    ParseResult r = Parse(absl::StrCat(kHead, "  denyFrom: [\"", ref, "\"]\n"),
-                          dir.path());
+    ParseResult r =
+        Parse(absl::StrCat(kHead, "  denyFrom: [\"", ref, "\"]\n"), dir.path());
     EXPECT_THAT(Errors(r), ElementsAre(HasSubstr(want))) << ref;
     // Nothing of the file is echoed.
     EXPECT_THAT(absl::StrJoin(Errors(r), "\n"), Not(HasSubstr("root:x")));
   }
-  ParseResult ok = Parse(absl::StrCat(kHead, "  denyFrom: [ok.txt]\n"), dir.path());
+  ParseResult ok =
+      Parse(absl::StrCat(kHead, "  denyFrom: [ok.txt]\n"), dir.path());
   EXPECT_THAT(Errors(ok), IsEmpty());
 }
 
