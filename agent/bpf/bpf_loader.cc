@@ -427,33 +427,27 @@ absl::Status BpfLoader::LoadUnit(ResolverPath path, const BpfOptions& options) {
       return absl::OkStatus();
     }
     case ResolverPath::kIterator: {
-      execmon_iter_bpf* u = execmon_iter_bpf__open();
-      if (u == nullptr) return ErrnoStatus(errno, "opening iterator");
-      iter_ = u;
-      EM_SET_COMMON_RODATA(u, options, features_);
-      u->rodata->em_page_shift = page_shift;
-      bpf_program__set_autoattach(u->progs.em_resolve, false);
-      bpf_program__set_autoattach(u->progs.em_sweep, false);
-      if (absl::Status s = ShareCoreMaps(u->obj); !s.ok()) return s;
-      absl::Status s =
-          LoadCaptured([&] { return execmon_iter_bpf__load(u); }, what);
+      auto load = [&](const KernelFeatures& features) -> absl::Status {
+        execmon_iter_bpf* u = execmon_iter_bpf__open();
+        if (u == nullptr) return ErrnoStatus(errno, "opening iterator");
+        iter_ = u;
+        EM_SET_COMMON_RODATA(u, options, features);
+        u->rodata->em_page_shift = page_shift;
+        bpf_program__set_autoattach(u->progs.em_resolve, false);
+        bpf_program__set_autoattach(u->progs.em_sweep, false);
+        if (absl::Status s = ShareCoreMaps(u->obj); !s.ok()) return s;
+        return LoadCaptured([&] { return execmon_iter_bpf__load(u); }, what);
+      };
+      absl::Status s = load(features_);
       if (!s.ok() && features_.send_signal_task) {
         // The kernel lists bpf_send_signal_task but may refuse it here:
         // without it the agent kills from user space.
         UnloadUnit(path);
         LogWarning("iterator unit: ", s.message(),
                    "; retrying without bpf_send_signal_task");
-        u = execmon_iter_bpf__open();
-        if (u == nullptr) return ErrnoStatus(errno, "opening iterator");
-        iter_ = u;
         KernelFeatures without = features_;
         without.send_signal_task = false;
-        EM_SET_COMMON_RODATA(u, options, without);
-        u->rodata->em_page_shift = page_shift;
-        bpf_program__set_autoattach(u->progs.em_resolve, false);
-        bpf_program__set_autoattach(u->progs.em_sweep, false);
-        if (absl::Status s2 = ShareCoreMaps(u->obj); !s2.ok()) return s2;
-        s = LoadCaptured([&] { return execmon_iter_bpf__load(u); }, what);
+        s = load(without);
       }
       if (!s.ok()) {
         UnloadUnit(path);

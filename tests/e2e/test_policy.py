@@ -457,9 +457,9 @@ def test_enforce_holds_exec_whose_note_is_not_resident(agent_factory, tmp_path, 
     assert p["held"] is True
     assert p["build_id"] == (FAR_DENY_ID if want_rc else FAR_ALLOW_ID)
     assert p["build_id_source"] == "iterator" and p["build_id_late"] is True
-    # Read from the file once the pages were faulted in, not trusted from
-    # the process's memory.
-    assert "build_id_from_memory" not in p
+    # Read late from the stopped process's memory (it has not run an
+    # instruction), and flagged so: see docs/kernels.md, "Holding".
+    assert p["build_id_from_memory"] is True
     if want_rc:
         assert e["verdict"]["decision"] == "deny" and e["verdict"]["action"] == "kill"
     else:

@@ -3,9 +3,6 @@
 // of another type, in the same PT_NOTE segment. With its pages dropped
 // from the page cache, the exec reads only the start of the file: the
 // note's page is not resident at exec (the "hold" path).
-#include <fcntl.h>
-#include <unistd.h>
-
 #ifndef FAR_NOTE_ID
 #error "FAR_NOTE_ID: the 8 build-ID bytes, as .byte operands"
 #endif
@@ -28,13 +25,5 @@ __asm__(".section .note.a_pad,\"a\",@note\n"
 	".byte " STR(FAR_NOTE_ID) "\n"
 	".text\n");
 
-int main(int argc, char **argv)
-{
-	if (argc > 1) {
-		int fd = open(argv[1], O_CREAT | O_WRONLY | O_TRUNC, 0644);
-
-		if (fd >= 0)
-			close(fd);
-	}
-	return 0;
-}
+/* The first action: marker.c's. */
+#include "marker.c"
