@@ -89,7 +89,9 @@ static __noinline __u64 em_pc_page(struct address_space *mapping, __u64 index)
 		shift = BPF_CORE_READ(node, shift);
 		if (shift > 60)
 			return 0;
-		if ((index >> shift) > chunk_mask)
+		/* Only the root bounds the range: below it, the offset is
+		 * the index's bits at this node's shift. */
+		if (level == 0 && (index >> shift) > chunk_mask)
 			return 0; /* beyond what the tree covers */
 		off = (index >> shift) & chunk_mask;
 		e = (__u64)BPF_CORE_READ(node, slots[off]);

@@ -1,5 +1,6 @@
 """Policies end to end: verdicts, kill before the first instruction, scope,
 reload, sweep. Real kernel, real BPF, real execs."""
+import contextlib
 import json
 import os
 import shutil
@@ -435,6 +436,23 @@ def drop_pages(path):
     return int(out.stdout.strip())
 
 
+@contextlib.contextmanager
+def no_readahead(path):
+    """Read-ahead off for path's filesystem (restored after): the exec then
+    reads only the start of the file, and a note far into it stays out of
+    the page cache (this machine's disk reads 8 MiB ahead)."""
+    st = os.stat(path)
+    knob = Path(f"/sys/class/bdi/{os.major(st.st_dev)}:{os.minor(st.st_dev)}/read_ahead_kb")
+    if not knob.exists():
+        pytest.skip(f"no read-ahead setting for {path}'s filesystem ({knob})")
+    old = knob.read_text().strip()
+    knob.write_text("0")
+    try:
+        yield
+    finally:
+        knob.write_text(old)
+
+
 @pytest.mark.parametrize("name,want_rc", [("far_note_deny", -9), ("far_note_allow", 0)])
 def test_enforce_holds_exec_whose_note_is_not_resident(agent_factory, tmp_path, name, want_rc):
     # The note's page is not in the page cache at exec: no path learns the
@@ -447,9 +465,10 @@ def test_enforce_holds_exec_whose_note_is_not_resident(agent_factory, tmp_path, 
     if "page_cache" not in agent.chain:
         pytest.skip("the page_cache path is not loaded: nothing to hold for")
     prog = fresh_copy(BIN / name, tmp_path / name)
-    assert drop_pages(prog) == 0
     flag = tmp_path / "created"
-    pid, r = run([prog, flag])
+    with no_readahead(prog):
+        assert drop_pages(prog) == 0
+        pid, r = run([prog, flag])
     assert r.returncode == want_rc
     assert flag.exists() == (want_rc == 0)
     e = agent.exec_event(pid)
@@ -457,22 +476,37 @@ def test_enforce_holds_exec_whose_note_is_not_resident(agent_factory, tmp_path, 
     assert p["held"] is True
     assert p["build_id"] == (FAR_DENY_ID if want_rc else FAR_ALLOW_ID)
     assert p["build_id_source"] == "iterator" and p["build_id_late"] is True
-    # Read late from the stopped process's memory (it has not run an
-    # instruction), and flagged so: see docs/kernels.md, "Holding".
-    assert p["build_id_from_memory"] is True
+    # Read from the file once the memory walk faulted its pages in, not
+    # trusted from the process's memory.
+    assert "build_id_from_memory" not in p
     if want_rc:
         assert e["verdict"]["decision"] == "deny" and e["verdict"]["action"] == "kill"
     else:
         assert e["verdict"]["decision"] == "allow"
 
 
+def test_note_far_into_a_resident_file_is_read_at_exec(agent, tmp_path):
+    # The note 960 KiB in (page 240: past the xarray's first leaf node),
+    # resident because the file was just written: no hold, no late read.
+    prog = fresh_copy(BIN / "far_note_allow", tmp_path / "p")
+    pid, r = run([prog, tmp_path / "flag"])
+    assert r.returncode == 0
+    p = agent.exec_event(pid)["process"]
+    assert p["build_id"] == FAR_ALLOW_ID
+    assert p["build_id_source"] == "page_cache" and p["build_id_late"] is False
+    assert "held" not in p
+
+
 def test_no_hold_without_kill_policy(agent, tmp_path):
     prog = fresh_copy(BIN / "far_note_allow", tmp_path / "p")
-    assert drop_pages(prog) == 0
-    pid, r = run([prog, tmp_path / "flag"])
+    with no_readahead(prog):
+        assert drop_pages(prog) == 0
+        pid, r = run([prog, tmp_path / "flag"])
     assert r.returncode == 0
     p = agent.exec_event(pid, timeout=15)["process"]
     assert "held" not in p
+    # Not judged at exec (the note was not resident): late, or unresolved.
+    assert p["build_id_source"] != "page_cache"
 
 
 def test_recreated_policy_directory_is_watched_again(agent_factory, tmp_path):

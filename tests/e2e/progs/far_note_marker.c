@@ -1,5 +1,5 @@
 // e2e test program: marker.c's first action (create the file named by
-// argv[1]) with its GNU build-ID note 256 KiB into the file, after a note
+// argv[1]) with its GNU build-ID note 960 KiB into the file, after a note
 // of another type, in the same PT_NOTE segment. With its pages dropped
 // from the page cache, the exec reads only the start of the file: the
 // note's page is not resident at exec (the "hold" path).
@@ -12,10 +12,10 @@
 __asm__(".section .note.a_pad,\"a\",@note\n"
 	".balign 4\n"
 	".long 4\n"           /* namesz */
-	".long 262144\n"      /* descsz */
+	".long 983040\n"      /* descsz */
 	".long 0x4d45\n"      /* type: not a build ID */
 	".asciz \"PAD\"\n"
-	".fill 262144, 1, 0xab\n"
+	".fill 983040, 1, 0xab\n"
 	".section .note.b_build_id,\"a\",@note\n"
 	".balign 4\n"
 	".long 4\n"
