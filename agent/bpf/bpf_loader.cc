@@ -130,18 +130,24 @@ absl::Status ErrnoStatus(int err, absl::string_view what) {
   return absl::InternalError(absl::StrCat(what, ": ", std::strerror(err)));
 }
 
-uint32_t VerifiedInsns(bpf_object* obj) {
-  uint32_t total = 0;
+// Calls fn(program, its bpf_prog_info) for each loaded program of obj.
+template <typename Fn>
+void ForEachProgramInfo(bpf_object* obj, Fn fn) {
   bpf_program* prog;
   bpf_object__for_each_program(prog, obj) {
     int fd = bpf_program__fd(prog);
     if (fd < 0) continue;
     bpf_prog_info info{};
     __u32 len = sizeof(info);
-    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
-      total += info.verified_insns;
-    }
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) fn(prog, info);
   }
+}
+
+uint32_t VerifiedInsns(bpf_object* obj) {
+  uint32_t total = 0;
+  ForEachProgramInfo(obj, [&](bpf_program*, const bpf_prog_info& info) {
+    total += info.verified_insns;
+  });
   return total;
 }
 
@@ -561,15 +567,9 @@ std::vector<BpfLoader::ProgramStats> BpfLoader::ReadProgramStats() const {
                           UnitObject(ResolverPath::kTaskWork),
                           UnitObject(ResolverPath::kIterator)}) {
     if (obj == nullptr) continue;
-    bpf_program* prog;
-    bpf_object__for_each_program(prog, obj) {
-      int fd = bpf_program__fd(prog);
-      if (fd < 0) continue;
-      bpf_prog_info info{};
-      __u32 len = sizeof(info);
-      if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) continue;
+    ForEachProgramInfo(obj, [&](bpf_program* prog, const bpf_prog_info& info) {
       out.push_back({bpf_program__name(prog), info.run_time_ns, info.run_cnt});
-    }
+    });
   }
   return out;
 }

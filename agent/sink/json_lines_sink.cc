@@ -38,13 +38,8 @@ JsonLinesSink::~JsonLinesSink() {
   if (owned_) close(fd_);
 }
 
-void JsonLinesSink::Drop(size_t lines, const char* reason) {
-  if (lines == 0) return;
-  if (std::strcmp(reason, "buffer_full") == 0) {
-    dropped_buffer_full_ += lines;
-  } else {
-    dropped_write_error_ += lines;
-  }
+void JsonLinesSink::Drop(size_t lines, uint64_t* reason_count) {
+  *reason_count += lines;
   dropped_while_down_ += lines;
 }
 
@@ -53,7 +48,7 @@ absl::Status JsonLinesSink::Write(const EventMeta& /*meta*/,
   if (pending_.size() + json.size() + 1 > kMaxPendingBytes) {
     // The destination has not taken anything for a while: count, don't
     // grow without bound.
-    Drop(1, "buffer_full");
+    Drop(1, &dropped_buffer_full_);
     return absl::OkStatus();
   }
   pending_.append(json.data(), json.size());
@@ -93,7 +88,7 @@ absl::Status JsonLinesSink::Flush() {
     } else {
       ssize_t ignored = write(fd_, "\n", 1);
       (void)ignored;
-      Drop(1, "write_error");
+      Drop(1, &dropped_write_error_);
       whole = line_ends_[lines];
       pending_.erase(0, whole);
       line_ends_.erase(line_ends_.begin(), line_ends_.begin() + lines + 1);
@@ -128,7 +123,7 @@ absl::Status JsonLinesSink::Flush() {
 absl::Status JsonLinesSink::Close(absl::Duration /*deadline*/) {
   absl::Status s = Flush();
   // What could not be written by now never will be.
-  Drop(line_ends_.size(), "write_error");
+  Drop(line_ends_.size(), &dropped_write_error_);
   pending_.clear();
   line_ends_.clear();
   return s;

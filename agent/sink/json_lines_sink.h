@@ -42,7 +42,8 @@ class JsonLinesSink : public EventSink {
  private:
   JsonLinesSink(int fd, bool owned, bool seekable, std::string name)
       : fd_(fd), owned_(owned), seekable_(seekable), name_(std::move(name)) {}
-  void Drop(size_t lines, const char* reason);
+  // Counts lines dropped, under one of the dropped_* reasons.
+  void Drop(size_t lines, uint64_t* reason_count);
 
   int fd_;
   bool owned_;
