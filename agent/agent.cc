@@ -353,8 +353,8 @@ VerdictView Agent::ViewOf(const KernelVerdict& v, const BuildId& bid) const {
       absl::optional<std::string> id;
       if (bid.known()) id = bid.bytes;
       out.rule = RuleFor(
-          p, id,
-          v.decision == EM_DEC_DENY ? Decision::kDeny : Decision::kAllow);
+          p, id, v.decision == EM_DEC_DENY ? Decision::kDeny : Decision::kAllow,
+          bid.from_memory ? IdTrust::kFromMemory : IdTrust::kTrusted);
     }
     return out;
   }

@@ -52,6 +52,7 @@ struct em_nhdr {
 struct em_elf {
 	struct task_struct *task;
 	__u64 base; /* address of file offset 0 */
+	__u64 file_size; /* i_size of the mapped file */
 	__u64 phoff;
 	__u64 load_delta; /* p_vaddr - p_offset of the PT_LOAD at offset 0 */
 	__u32 phnum;
@@ -66,6 +67,7 @@ struct em_elf {
 	union {
 		__u8 ehdr[EM_EHDR64_SIZE];
 		struct {
+			/* p_offset until em_load_step maps it to an address */
 			__u64 seg_vaddr[EM_MAX_NOTE_SEGS];
 			__u32 seg_size[EM_MAX_NOTE_SEGS];
 			__u8 seg_align[EM_MAX_NOTE_SEGS];
@@ -121,6 +123,9 @@ static long em_phdr_step(__u32 i, void *arg)
 		e->have_load = 1;
 	} else if (type == EM_PT_NOTE) {
 		err = em_rule_note_seg(filesz, align);
+		if (!err)
+			err = em_rule_note_seg_in_file(offset, filesz,
+						       e->file_size);
 		if (err) {
 			e->err = err;
 			return 1;
@@ -130,10 +135,72 @@ static long em_phdr_step(__u32 i, void *arg)
 			return 1;
 		}
 		slot = e->nsegs & (EM_MAX_NOTE_SEGS - 1);
-		e->seg_vaddr[slot] = vaddr;
+		/* Located by p_offset, as readelf and the page-cache walk do:
+		 * p_vaddr could point at other bytes (em_load_step). */
+		e->seg_vaddr[slot] = offset;
 		e->seg_size[slot] = filesz;
 		e->seg_align[slot] = em_note_align(align);
 		e->nsegs++;
+	}
+	return 0;
+}
+
+/*
+ * Second pass, one step per program header read: each PT_NOTE's file range
+ * is read where the PT_LOAD holding that range maps it (em_rule_note_mapped),
+ * never at the note's own p_vaddr, so memory and file name the same bytes.
+ * e->seg is the note segment being placed and step i tries phdr i - e->off
+ * (e->off: the step at which this segment's search began; both are reset
+ * before the note walk). A segment no PT_LOAD maps is an error. One
+ * segment per step, not a loop over segments: the verifier would walk every
+ * combination of placed and unplaced segments. The phdr index derives from
+ * i, not from a counter in e, so the verifier need not count to the bound.
+ */
+static long em_load_step(__u32 i, void *arg)
+{
+	struct em_elf *e = arg;
+	__u64 addr, offset, vaddr, filesz, note_off, ph_i;
+	__u32 type, slot;
+
+	if (e->seg >= e->nsegs)
+		return 1; /* every note segment placed */
+	ph_i = (__u64)i - e->off;
+	if (ph_i >= e->phnum) {
+		e->err = EM_BID_ERR_BAD_NOTE; /* a note no PT_LOAD maps */
+		return 1;
+	}
+	if (e->is64) {
+		struct em_phdr64 ph;
+
+		addr = e->base + e->phoff + ph_i * sizeof(ph);
+		if (em_read(e, &ph, sizeof(ph), addr)) {
+			e->err = EM_BID_ERR_READ_FAULT;
+			return 1;
+		}
+		type = ph.p_type;
+		offset = ph.p_offset;
+		vaddr = ph.p_vaddr;
+		filesz = ph.p_filesz;
+	} else {
+		struct em_phdr32 ph;
+
+		addr = e->base + e->phoff + ph_i * sizeof(ph);
+		if (em_read(e, &ph, sizeof(ph), addr)) {
+			e->err = EM_BID_ERR_READ_FAULT;
+			return 1;
+		}
+		type = ph.p_type;
+		offset = ph.p_offset;
+		vaddr = ph.p_vaddr;
+		filesz = ph.p_filesz;
+	}
+	slot = e->seg & (EM_MAX_NOTE_SEGS - 1);
+	note_off = e->seg_vaddr[slot];
+	if (type == EM_PT_LOAD &&
+	    !em_rule_note_mapped(note_off, e->seg_size[slot], offset, filesz)) {
+		e->seg_vaddr[slot] = vaddr + (note_off - offset);
+		e->seg++;
+		e->off = (__u64)i + 1;
 	}
 	return 0;
 }
@@ -202,7 +269,8 @@ static long em_note_step(__u32 i, void *arg)
  * map_size bounds where the program header table may lie.
  */
 static __noinline int em_read_build_id(struct task_struct *task, __u64 base,
-				       __u64 map_size, struct em_build_id *out)
+				       __u64 map_size, __u64 file_size,
+				       struct em_build_id *out)
 {
 	struct em_elf e = {};
 	__u8 *ehdr = e.ehdr;
@@ -217,6 +285,7 @@ static __noinline int em_read_build_id(struct task_struct *task, __u64 base,
 	}
 	e.task = task;
 	e.base = base;
+	e.file_size = file_size;
 	if (em_read(&e, e.ehdr, sizeof(e.ehdr), base)) {
 		out->error = EM_BID_ERR_READ_FAULT;
 		return 0;
@@ -254,6 +323,13 @@ static __noinline int em_read_build_id(struct task_struct *task, __u64 base,
 		out->error = EM_BID_ERR_NO_NOTE;
 		return 0;
 	}
+	bpf_loop(EM_MAX_PHNUM * EM_MAX_NOTE_SEGS, em_load_step, &e, 0);
+	if (e.err) {
+		out->error = e.err;
+		return 0;
+	}
+	e.seg = 0;
+	e.off = 0;
 	bpf_loop(EM_MAX_NOTE_STEPS, em_note_step, &e, 0);
 	/* Out of steps with segments left unwalked (bpf_loop's count cannot
 	 * tell: a callback that stops on the last step returns it too). */
@@ -423,7 +499,7 @@ static __always_inline void em_read_exe_build_id(struct task_struct *task,
 		out->error = err;
 		return;
 	}
-	em_read_build_id(task, base, size, out);
+	em_read_build_id(task, base, size, exe->size, out);
 }
 
 #endif /* EXECMON_BUILDID_BPF_H */

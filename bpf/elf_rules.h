@@ -96,6 +96,21 @@ EM_RULES_INLINE int em_rule_note_seg_in_file(__u64 offset, __u64 filesz,
 	return EM_BID_OK;
 }
 
+/*
+ * Whether a PT_LOAD of file range [load_off, load_off + load_filesz) holds
+ * the whole note segment at file offset note_off: only then are the note's
+ * bytes in memory the file's bytes at note_off, at load_vaddr + (note_off -
+ * load_off). Returns 0 when it does, else non-zero.
+ */
+EM_RULES_INLINE int em_rule_note_mapped(__u64 note_off, __u64 note_size,
+					__u64 load_off, __u64 load_filesz)
+{
+	if (note_off < load_off || note_off - load_off > load_filesz ||
+	    note_size > load_filesz - (note_off - load_off))
+		return 1;
+	return 0;
+}
+
 /* Note alignment: 8 only when the segment says so (gABI), else 4. */
 EM_RULES_INLINE __u64 em_note_align(__u64 seg_align)
 {

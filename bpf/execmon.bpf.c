@@ -48,6 +48,43 @@ static __always_inline __u32 em_pid_ns(struct task_struct *p)
 	return BPF_CORE_READ(up.ns, ns.inum);
 }
 
+/*
+ * The path as passed to exec. Longer than the buffer, its tail is kept
+ * (the program's name), as for binary and cwd, and the event is flagged:
+ * the end is found a buffer at a time (PATH_MAX bounds the scan).
+ */
+#define EM_FILENAME_SCAN (4096 / (EM_PATH_MAX - 1) + 1)
+static __always_inline void em_read_filename(struct em_exec_event *e,
+					     const char *src)
+{
+	const long win = EM_PATH_MAX - 1;
+	long n, off = 0;
+	int i;
+
+	n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), src);
+	if (n < (long)sizeof(e->filename)) {
+		e->filename_len = n > 0 ? n - 1 : 0;
+		return;
+	}
+	for (i = 0; i < EM_FILENAME_SCAN; i++) {
+		off += win;
+		n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename),
+					      src + off);
+		if (n < (long)sizeof(e->filename))
+			break;
+	}
+	/* The string is off + n - 1 bytes long (n counts the NUL); its last
+	 * win bytes start at off + n - 1 - win (0: exactly win bytes long). */
+	if (n > 0)
+		off += n - 1 - win;
+	if (bpf_probe_read_kernel(e->filename, win, src + off))
+		e->filename[0] = 0;
+	e->filename[win] = 0;
+	e->filename_len = e->filename[0] ? win : 0;
+	if (off > 0)
+		e->flags |= EM_F_FILENAME_TRUNC;
+}
+
 static __always_inline void em_fill_exec(struct em_exec_event *e,
 					 struct task_struct *p,
 					 struct linux_binprm *bprm)
@@ -59,7 +96,6 @@ static __always_inline void em_fill_exec(struct em_exec_event *e,
 	struct mm_struct *mm = BPF_CORE_READ(p, mm);
 	__u64 arg_start, arg_end, len;
 	int trunc = 0;
-	long n;
 
 	e->hdr.type = EM_EV_EXEC;
 	e->hdr.abi = EM_ABI_VERSION;
@@ -89,11 +125,7 @@ static __always_inline void em_fill_exec(struct em_exec_event *e,
 	__builtin_memset(&e->verdict, 0, sizeof(e->verdict));
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 
-	n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename),
-				      BPF_CORE_READ(bprm, filename));
-	e->filename_len = n > 0 ? n - 1 : 0;
-	if (n == sizeof(e->filename))
-		e->flags |= EM_F_FILENAME_TRUNC;
+	em_read_filename(e, BPF_CORE_READ(bprm, filename));
 	/* binfmt_script and binfmt_misc swap bprm->interp for the handler. */
 	if (BPF_CORE_READ(bprm, interp) != BPF_CORE_READ(bprm, filename))
 		e->flags |= EM_F_SCRIPT;

@@ -31,6 +31,7 @@ static __always_inline bool em_vma_maps(const struct em_vma_info *v,
 /* Per CPU, off the stack: the iterators run one at a time. */
 struct em_late_scratch {
 	struct em_resolved rec;
+	struct em_sweep sweep;
 	struct em_vma_info v;
 	struct em_build_id f;
 };
@@ -87,7 +88,7 @@ static __always_inline void em_late_build_id(struct task_struct *task,
 			return;
 		}
 	}
-	em_read_build_id(task, mem_base, mem_size, out);
+	em_read_build_id(task, mem_base, mem_size, key->size, out);
 	if (have_file) {
 		__builtin_memset(&s->f, 0, sizeof(s->f));
 		em_pc_build_id(s->v.mapping, s->v.size, EM_PC_SLOT_ITER, &s->f);
@@ -186,7 +187,7 @@ int em_sweep(struct bpf_iter__task *ctx)
 	struct task_struct *task = ctx->task;
 	struct em_late_scratch *s;
 	struct em_cache_val *hit;
-	struct em_sweep rec = {};
+	struct em_sweep *rec;
 	struct file *exe;
 	__u32 z = 0;
 
@@ -195,35 +196,38 @@ int em_sweep(struct bpf_iter__task *ctx)
 	exe = BPF_CORE_READ(task, mm, exe_file);
 	if (!exe)
 		return 0;
-	em_file_key_of(BPF_CORE_READ(exe, f_inode), &rec.exe);
-	hit = bpf_map_lookup_elem(&em_bid_cache, &rec.exe);
+	/* Off the stack, as in em_resolve_step: the ELF walk needs it. */
+	s = bpf_map_lookup_elem(&em_late_scratch, &z);
+	if (!s)
+		return 0;
+	rec = &s->sweep;
+	__builtin_memset(rec, 0, sizeof(*rec));
+	em_file_key_of(BPF_CORE_READ(exe, f_inode), &rec->exe);
+	hit = bpf_map_lookup_elem(&em_bid_cache, &rec->exe);
 	if (hit) {
-		rec.bid = hit->bid;
-		rec.bid.source = EM_BID_SRC_CACHE;
+		rec->bid = hit->bid;
+		rec->bid.source = EM_BID_SRC_CACHE;
 	} else {
-		s = bpf_map_lookup_elem(&em_late_scratch, &z);
-		if (!s)
-			return 0;
 		em_late_build_id(task, BPF_CORE_READ(task, mm, start_code),
-				 &rec.exe, &rec.bid, EM_RESOLVE_EXE, 0, s);
-		rec.bid.source = EM_BID_SRC_ITERATOR;
+				 &rec->exe, &rec->bid, EM_RESOLVE_EXE, 0, s);
+		rec->bid.source = EM_BID_SRC_ITERATOR;
 		/* Cached only when read from the file (em_resolve_step). */
-		if (!(rec.bid.flags & EM_BID_F_MEMORY))
-			em_cache_fill(&rec.exe, &rec.bid);
+		if (!(rec->bid.flags & EM_BID_F_MEMORY))
+			em_cache_fill(&rec->exe, &rec->bid);
 	}
-	em_enforce(task, &rec.bid, &rec.verdict, false);
-	if (rec.verdict.decision != EM_DEC_DENY)
+	em_enforce(task, &rec->bid, &rec->verdict, false);
+	if (rec->verdict.decision != EM_DEC_DENY)
 		return 0;
 	em_count(EM_STAT_SWEEP_VIOLATIONS);
-	rec.hdr.type = EM_EV_SWEEP;
-	rec.hdr.abi = EM_ABI_VERSION;
-	rec.hdr.size = sizeof(rec);
-	rec.hdr.ktime_ns = bpf_ktime_get_boot_ns();
-	rec.pid = task->tgid;
-	rec.ppid = BPF_CORE_READ(task, real_parent, tgid);
-	rec.start_ns = task->start_boottime;
-	rec.cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
-	BPF_CORE_READ_INTO(&rec.comm, task, comm);
-	bpf_seq_write(ctx->meta->seq, &rec, sizeof(rec));
+	rec->hdr.type = EM_EV_SWEEP;
+	rec->hdr.abi = EM_ABI_VERSION;
+	rec->hdr.size = sizeof(*rec);
+	rec->hdr.ktime_ns = bpf_ktime_get_boot_ns();
+	rec->pid = task->tgid;
+	rec->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	rec->start_ns = task->start_boottime;
+	rec->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+	BPF_CORE_READ_INTO(&rec->comm, task, comm);
+	bpf_seq_write(ctx->meta->seq, rec, sizeof(*rec));
 	return 0;
 }

@@ -50,7 +50,8 @@ static_assert(EM_PHDR64_SIZE == 56 && EM_PHDR32_SIZE == 32);
 // struct em_elf: the state of one walk.
 class Walk {
  public:
-  Walk(MemoryReader read, uint64_t base) : read_(read), base_(base) {}
+  Walk(MemoryReader read, uint64_t base, uint64_t file_size)
+      : read_(read), base_(base), file_size_(file_size) {}
 
   WalkResult Run(uint64_t map_size);
 
@@ -59,11 +60,16 @@ class Walk {
   int Read(void* dst, uint32_t size, uint64_t addr) {
     return read_(addr, dst, size) ? 0 : 1;
   }
+  // Reads program header i: false (and err_ set) on a fault.
+  bool ReadPhdr(uint32_t i, uint32_t* type, uint64_t* offset, uint64_t* vaddr,
+                uint64_t* filesz, uint64_t* align);
   long PhdrStep(uint32_t i);  // em_phdr_step
+  long LoadStep(uint32_t i);  // em_load_step
   long NoteStep(uint32_t i);  // em_note_step
 
   MemoryReader read_;
   uint64_t base_;
+  uint64_t file_size_;
   uint64_t phoff_ = 0;
   uint64_t load_delta_ = 0;
   uint32_t phnum_ = 0;
@@ -81,44 +87,53 @@ class Walk {
   uint8_t bid_len_ = 0;
 };
 
-long Walk::PhdrStep(uint32_t i) {
-  uint64_t addr, offset, vaddr, filesz, align;
-  uint32_t type, slot;
-  int err;
+bool Walk::ReadPhdr(uint32_t i, uint32_t* type, uint64_t* offset,
+                    uint64_t* vaddr, uint64_t* filesz, uint64_t* align) {
+  uint64_t addr;
 
-  if (i >= phnum_) return 1;
   if (is64_) {
     uint8_t ph[EM_PHDR64_SIZE];
 
     addr = base_ + phoff_ + static_cast<uint64_t>(i) * sizeof(ph);
     if (Read(ph, sizeof(ph), addr)) {
       err_ = EM_BID_ERR_READ_FAULT;
-      return 1;
+      return false;
     }
-    type = Le32(ph + kPhdr64Type);
-    offset = Le64(ph + kPhdr64Offset);
-    vaddr = Le64(ph + kPhdr64Vaddr);
-    filesz = Le64(ph + kPhdr64Filesz);
-    align = Le64(ph + kPhdr64Align);
+    *type = Le32(ph + kPhdr64Type);
+    *offset = Le64(ph + kPhdr64Offset);
+    *vaddr = Le64(ph + kPhdr64Vaddr);
+    *filesz = Le64(ph + kPhdr64Filesz);
+    *align = Le64(ph + kPhdr64Align);
   } else {
     uint8_t ph[EM_PHDR32_SIZE];
 
     addr = base_ + phoff_ + static_cast<uint64_t>(i) * sizeof(ph);
     if (Read(ph, sizeof(ph), addr)) {
       err_ = EM_BID_ERR_READ_FAULT;
-      return 1;
+      return false;
     }
-    type = Le32(ph + kPhdr32Type);
-    offset = Le32(ph + kPhdr32Offset);
-    vaddr = Le32(ph + kPhdr32Vaddr);
-    filesz = Le32(ph + kPhdr32Filesz);
-    align = Le32(ph + kPhdr32Align);
+    *type = Le32(ph + kPhdr32Type);
+    *offset = Le32(ph + kPhdr32Offset);
+    *vaddr = Le32(ph + kPhdr32Vaddr);
+    *filesz = Le32(ph + kPhdr32Filesz);
+    *align = Le32(ph + kPhdr32Align);
   }
+  return true;
+}
+
+long Walk::PhdrStep(uint32_t i) {
+  uint64_t offset, vaddr, filesz, align;
+  uint32_t type, slot;
+  int err;
+
+  if (i >= phnum_) return 1;
+  if (!ReadPhdr(i, &type, &offset, &vaddr, &filesz, &align)) return 1;
   if (type == EM_PT_LOAD && offset == 0 && !have_load_) {
     load_delta_ = vaddr;
     have_load_ = 1;
   } else if (type == EM_PT_NOTE) {
     err = em_rule_note_seg(filesz, align);
+    if (!err) err = em_rule_note_seg_in_file(offset, filesz, file_size_);
     if (err) {
       err_ = err;
       return 1;
@@ -128,10 +143,35 @@ long Walk::PhdrStep(uint32_t i) {
       return 1;
     }
     slot = nsegs_ & (EM_MAX_NOTE_SEGS - 1);
-    seg_vaddr_[slot] = vaddr;
+    seg_vaddr_[slot] = offset;  // located by p_offset (LoadStep)
     seg_size_[slot] = static_cast<uint32_t>(filesz);
     seg_align_[slot] = static_cast<uint8_t>(em_note_align(align));
     nsegs_++;
+  }
+  return 0;
+}
+
+long Walk::LoadStep(uint32_t i) {
+  uint64_t offset, vaddr, filesz, align;
+  uint32_t type, slot;
+
+  if (seg_ >= nsegs_) return 1;  // every note segment placed
+  const uint64_t ph_i = static_cast<uint64_t>(i) - off_;
+  if (ph_i >= phnum_) {
+    err_ = EM_BID_ERR_BAD_NOTE;  // a note no PT_LOAD maps
+    return 1;
+  }
+  if (!ReadPhdr(static_cast<uint32_t>(ph_i), &type, &offset, &vaddr, &filesz,
+                &align)) {
+    return 1;
+  }
+  slot = seg_ & (EM_MAX_NOTE_SEGS - 1);
+  const uint64_t note_off = seg_vaddr_[slot];
+  if (type == EM_PT_LOAD &&
+      !em_rule_note_mapped(note_off, seg_size_[slot], offset, filesz)) {
+    seg_vaddr_[slot] = vaddr + (note_off - offset);
+    seg_++;
+    off_ = static_cast<uint64_t>(i) + 1;
   }
   return 0;
 }
@@ -233,6 +273,14 @@ WalkResult Walk::Run(uint64_t map_size) {
     out.error = EM_BID_ERR_NO_NOTE;
     return out;
   }
+  BpfLoop(EM_MAX_PHNUM * EM_MAX_NOTE_SEGS,
+          [this](uint32_t i) { return LoadStep(i); });
+  if (err_) {
+    out.error = static_cast<uint8_t>(err_);
+    return out;
+  }
+  seg_ = 0;
+  off_ = 0;
   BpfLoop(EM_MAX_NOTE_STEPS, [this](uint32_t i) { return NoteStep(i); });
   // As the kernel: out of steps with segments left unwalked.
   if (seg_ < nsegs_ && !bid_len_ && !err_) err_ = EM_BID_ERR_LIMIT;
@@ -261,8 +309,9 @@ constexpr uint32_t kPtLoad = 1;
 
 }  // namespace
 
-WalkResult WalkBuildId(MemoryReader read, uint64_t base, uint64_t map_size) {
-  Walk walk(read, base);
+WalkResult WalkBuildId(MemoryReader read, uint64_t base, uint64_t map_size,
+                       uint64_t file_size) {
+  Walk walk(read, base, file_size);
   return walk.Run(map_size);
 }
 
@@ -339,7 +388,7 @@ WalkResult WalkBuildIdInFile(absl::Span<const uint8_t> file) {
     }
     return false;
   };
-  return WalkBuildId(read, base, map_size);
+  return WalkBuildId(read, base, map_size, file_size);
 }
 
 }  // namespace execmon

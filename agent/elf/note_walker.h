@@ -27,8 +27,14 @@ struct WalkResult {
 
 // Build ID of the ELF image whose file offset 0 is mapped at `base`;
 // `map_size` bounds where the program header table may lie (the size of
-// that first mapping). Mirrors em_read_build_id step for step.
-WalkResult WalkBuildId(MemoryReader read, uint64_t base, uint64_t map_size);
+// that first mapping); `file_size` is the mapped file's size, which every
+// PT_NOTE's file range must lie within. A note segment is located by its
+// p_offset and read where the PT_LOAD holding that file range maps it (so
+// the bytes read are the file's bytes at p_offset, as readelf reads them),
+// never at its own p_vaddr; a note no PT_LOAD maps is EM_BID_ERR_BAD_NOTE.
+// Mirrors em_read_build_id step for step.
+WalkResult WalkBuildId(MemoryReader read, uint64_t base, uint64_t map_size,
+                       uint64_t file_size);
 
 // Build ID of a whole ELF file held in memory, "loaded" as the kernel's ELF
 // loader would place it: ET_EXEC at the p_vaddr of its PT_LOAD at offset 0,

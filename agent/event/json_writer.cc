@@ -4,8 +4,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/base/attributes.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "bpf/execmon_abi.h"
 #include "rapidjson/stringbuffer.h"
@@ -87,12 +92,13 @@ size_t Utf8SeqLen(const unsigned char* s, size_t n) {
 
 // JSON text must be UTF-8 (RFC 8259 8.1), but argv and paths are bytes:
 // each byte of an invalid sequence becomes U+FFFD. Valid input (nearly
-// all) is passed through without a copy.
-void Utf8String(Writer& w, absl::string_view v) {
+// all) is passed through without a copy. Returns false when a byte was
+// replaced (the caller records the exact bytes: Lossy).
+bool Utf8String(Writer& w, absl::string_view v) {
   // Nearly all argv, paths and names: copied as they are.
   if (PlainAscii(v)) {
     w.Plain(v.data(), v.size());
-    return;
+    return true;
   }
   const auto* s = reinterpret_cast<const unsigned char*>(v.data());
   size_t i = 0;
@@ -103,7 +109,7 @@ void Utf8String(Writer& w, absl::string_view v) {
   }
   if (i == v.size()) {
     w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
-    return;
+    return true;
   }
   std::string fixed(v.substr(0, i));
   while (i < v.size()) {
@@ -117,6 +123,7 @@ void Utf8String(Writer& w, absl::string_view v) {
     }
   }
   w.String(fixed.data(), static_cast<rapidjson::SizeType>(fixed.size()));
+  return false;
 }
 
 // Every key is a plain ASCII literal. The helpers taking a key are inlined
@@ -154,6 +161,43 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Bool(Writer& w, const char* k,
   w.Bool(v);
 }
 
+// The byte-string fields of one object (argv, paths, comm) that are not
+// valid UTF-8, so were written with U+FFFD: listed under "invalid_utf8"
+// with their exact bytes in base64, so a consumer can tell two such values
+// apart and recover them (docs/events.md). Allocates only when used.
+class Lossy {
+ public:
+  void Str(Writer& w, const char* k, absl::string_view v) {
+    Key(w, k);
+    if (!Utf8String(w, v)) fields_.emplace_back(k, v);
+  }
+  void Args(Writer& w, const std::vector<std::string>& args) {
+    Key(w, "args");
+    w.StartArray();
+    for (size_t i = 0; i < args.size(); ++i) {
+      if (!Utf8String(w, args[i])) {
+        fields_.emplace_back(absl::StrCat("args.", i), args[i]);
+      }
+    }
+    w.EndArray();
+  }
+  // "invalid_utf8": {"<field>": "<base64 of its bytes>", ...}, if any.
+  void Write(Writer& w) const {
+    if (fields_.empty()) return;
+    Key(w, "invalid_utf8");
+    w.StartObject();
+    for (const auto& [k, bytes] : fields_) {
+      w.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
+      const std::string b64 = absl::Base64Escape(bytes);
+      w.String(b64.data(), static_cast<rapidjson::SizeType>(b64.size()));
+    }
+    w.EndObject();
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::string>> fields_;
+};
+
 // build_id, build_id_source, build_id_error: the ID is null when unknown,
 // and then the error says why.
 void BuildIdFields(Writer& w, const BuildId& b) {
@@ -184,13 +228,6 @@ void FileFields(Writer& w, const FileKey& f, const ExecEvent* exec) {
     U64(w, "mode", exec->exe_mode);
   }
   w.EndObject();
-}
-
-void Args(Writer& w, const std::vector<std::string>& args) {
-  Key(w, "args");
-  w.StartArray();
-  for (const std::string& a : args) Utf8String(w, a);
-  w.EndArray();
 }
 
 void Header(Writer& w, const char* type, absl::string_view time,
@@ -350,15 +387,16 @@ absl::string_view JsonWriter::Exec(const ExecEvent& e, const ProcessInfo& self,
   } else {
     w.Uint(e.loginuid);
   }
-  Str(w, "comm", e.comm);
+  Lossy lossy;
+  lossy.Str(w, "comm", e.comm);
   Str(w, "exec_id", self.exec_id);
   StrOrNull(w, "parent_exec_id", self.parent_exec_id);
-  Str(w, "filename", e.filename);
-  Str(w, "binary", e.binary);
-  Args(w, e.args);
+  lossy.Str(w, "filename", e.filename);
+  lossy.Str(w, "binary", e.binary);
+  lossy.Args(w, e.args);
   U64(w, "argc", e.argc);
   Bool(w, "args_truncated", (e.flags & EM_F_ARGS_TRUNC) != 0);
-  Str(w, "cwd", e.cwd);
+  lossy.Str(w, "cwd", e.cwd);
   U64(w, "cgroup_id", e.cgroup_id);
   U64(w, "mnt_ns", e.mnt_ns);
   U64(w, "pid_ns", e.pid_ns);
@@ -396,6 +434,7 @@ absl::string_view JsonWriter::Exec(const ExecEvent& e, const ProcessInfo& self,
     if (e.flags & EM_F_CWD_TRUNC) w.String("cwd");
     w.EndArray();
   }
+  lossy.Write(w);
   w.EndObject();
   ParentObject(w, parent);
   WorkloadObjects(w, workload);
@@ -417,15 +456,17 @@ absl::string_view JsonWriter::Sweep(const SweepRecord& r,
   w.StartObject();
   U64(w, "pid", r.pid);
   U64(w, "ppid", r.ppid);
-  Str(w, "comm", r.comm);
+  Lossy lossy;
+  lossy.Str(w, "comm", r.comm);
   if (self != nullptr) {
     Str(w, "exec_id", self->exec_id);
-    Str(w, "binary", self->binary);
+    lossy.Str(w, "binary", self->binary);
   }
   U64(w, "cgroup_id", r.cgroup_id);
   Str(w, "start_time", FormatWallTime(r.start_ns, &start));
   FileFields(w, r.exe, nullptr);
   BuildIdFields(w, r.build_id);
+  lossy.Write(w);
   w.EndObject();
   WorkloadObjects(w, workload);
   VerdictObject(w, verdict);
@@ -443,15 +484,17 @@ absl::string_view JsonWriter::Exit(const ExitEvent& e, const ProcessInfo* self,
   Key(w, "process");
   w.StartObject();
   U64(w, "pid", e.pid);
+  Lossy lossy;
   if (self != nullptr) {
     U64(w, "ppid", self->ppid);
     Str(w, "exec_id", self->exec_id);
     StrOrNull(w, "parent_exec_id", self->parent_exec_id);
-    Str(w, "binary", self->binary);
+    lossy.Str(w, "binary", self->binary);
     U64(w, "cgroup_id", self->cgroup_id);
     BuildIdFields(w, self->build_id);
   }
   Str(w, "start_time", FormatWallTime(e.start_ns, &start));
+  lossy.Write(w);
   w.EndObject();
   Key(w, "exit");
   w.StartObject();
@@ -490,11 +533,12 @@ absl::string_view JsonWriter::Snapshot(
   } else {
     w.Uint(t.loginuid);
   }
-  Str(w, "comm", t.comm);
+  Lossy lossy;
+  lossy.Str(w, "comm", t.comm);
   Str(w, "exec_id", self.exec_id);
   StrOrNull(w, "parent_exec_id", self.parent_exec_id);
-  Str(w, "binary", self.binary);
-  Args(w, t.args);
+  lossy.Str(w, "binary", self.binary);
+  lossy.Args(w, t.args);
   Bool(w, "args_truncated", (t.flags & EM_F_ARGS_TRUNC) != 0);
   U64(w, "cgroup_id", t.cgroup_id);
   U64(w, "mnt_ns", t.mnt_ns);
@@ -510,13 +554,16 @@ absl::string_view JsonWriter::Snapshot(
   w.StartArray();
   for (const SnapObject* o : objects) {
     w.StartObject();
-    Str(w, "path", o->path);
+    Lossy path;
+    path.Str(w, "path", o->path);
     BuildIdFields(w, o->build_id);
     U64(w, "inode", o->file.ino);
     U64(w, "dev", o->file.UserDev());
+    path.Write(w);
     w.EndObject();
   }
   w.EndArray();
+  lossy.Write(w);
   w.EndObject();
   WorkloadObjects(w, workload);
   w.EndObject();

@@ -28,9 +28,13 @@ bool RequirementMatches(
   return false;
 }
 
-bool Violates(const Policy& p, const absl::optional<std::string>& id) {
+bool Violates(const Policy& p, const absl::optional<std::string>& id,
+              IdTrust trust) {
   if (!id.has_value()) return p.unknown_build_id == UnknownBuildId::kDeny;
   if (p.deny.contains(*id)) return true;
+  if (trust == IdTrust::kFromMemory) {
+    return p.unknown_build_id == UnknownBuildId::kDeny;
+  }
   return p.has_allow_list && !p.allow.contains(*id);
 }
 
@@ -93,7 +97,7 @@ bool SelectorMatches(const Selector& s, const Workload& w) {
 }
 
 std::string RuleFor(const Policy& p, const absl::optional<std::string>& id,
-                    Decision decision) {
+                    Decision decision, IdTrust trust) {
   if (!id.has_value()) {
     return decision == Decision::kDeny ? "unknownBuildId: deny"
                                        : "unknownBuildId: allow";
@@ -103,8 +107,12 @@ std::string RuleFor(const Policy& p, const absl::optional<std::string>& id,
       return it->second.note.empty() ? "deny"
                                      : absl::StrCat("deny: ", it->second.note);
     }
+    if (trust == IdTrust::kFromMemory) {
+      return "unknownBuildId: deny (build ID read from process memory)";
+    }
     return "allow: not listed";
   }
+  if (trust == IdTrust::kFromMemory) return "";
   if (auto it = p.allow.find(*id); it != p.allow.end()) {
     return it->second.note.empty() ? "allow"
                                    : absl::StrCat("allow: ", it->second.note);
@@ -113,12 +121,13 @@ std::string RuleFor(const Policy& p, const absl::optional<std::string>& id,
 }
 
 Verdict Evaluate(const PolicySet& set, const absl::optional<std::string>& id,
-                 const Workload& workload) {
+                 const Workload& workload, IdTrust trust) {
   Verdict v;
   int best = -1;
   for (size_t i = 0; i < set.policies.size(); ++i) {
     const Policy& p = set.policies[i];
-    if (!SelectorMatches(p.selector, workload) || !Violates(p, id)) continue;
+    if (!SelectorMatches(p.selector, workload) || !Violates(p, id, trust))
+      continue;
     if (best < 0 || Rank(p) < Rank(set.policies[best]))
       best = static_cast<int>(i);
   }
@@ -128,11 +137,11 @@ Verdict Evaluate(const PolicySet& set, const absl::optional<std::string>& id,
     v.policy = best;
     v.mode = p.mode;
     v.action = Rank(p) == 0 ? VerdictAction::kKill : VerdictAction::kAlert;
-    v.rule = RuleFor(p, id, Decision::kDeny);
+    v.rule = RuleFor(p, id, Decision::kDeny, trust);
     return v;
   }
   v.decision = id.has_value() ? Decision::kAllow : Decision::kUnknown;
-  if (!id.has_value()) return v;
+  if (!id.has_value() || trust == IdTrust::kFromMemory) return v;
   for (size_t i = 0; i < set.policies.size(); ++i) {
     const Policy& p = set.policies[i];
     if (SelectorMatches(p.selector, workload) && p.allow.contains(*id)) {

@@ -11,6 +11,10 @@
 //    ones, first an enforce+kill policy, then any enforce policy, then an
 //    audit policy; ties go to the lowest index (policies sort by name).
 //  - action: kill when the deciding policy is enforce+kill, else alert.
+//  - A build ID read from memory the process could have written
+//    (IdTrust::kFromMemory) is never credited by an allow list: a deny
+//    list that names it is still violated (forging a denied ID only hurts
+//    the forger), and otherwise it is judged like an unknown ID.
 //  - Otherwise "allow" when the ID is known (the deciding policy, if any,
 //    is the first one whose allow list names it) and "unknown" when not;
 //    action none.
@@ -25,6 +29,9 @@
 namespace execmon {
 
 enum class Decision { kAllow, kDeny, kUnknown };
+// Where a build ID came from: the file (or before the first instruction),
+// or the memory of a process that has run (EM_BID_F_MEMORY).
+enum class IdTrust { kTrusted, kFromMemory };
 enum class VerdictAction { kNone, kAlert, kKill };
 
 struct Verdict {
@@ -44,12 +51,12 @@ bool SelectorMatches(const Selector& s, const Workload& w);
 // build_id: raw bytes, or nullopt when the exec has no build ID.
 Verdict Evaluate(const PolicySet& set,
                  const absl::optional<std::string>& build_id,
-                 const Workload& workload);
+                 const Workload& workload, IdTrust trust = IdTrust::kTrusted);
 
 // The rule text for a decision the kernel made with policy `policy`.
 std::string RuleFor(const Policy& policy,
                     const absl::optional<std::string>& build_id,
-                    Decision decision);
+                    Decision decision, IdTrust trust = IdTrust::kTrusted);
 
 }  // namespace execmon
 

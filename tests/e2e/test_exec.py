@@ -224,6 +224,60 @@ def test_args_truncated(agent):
     assert big.startswith(p["args"][1])
 
 
+def deep_path(base, total, name):
+    """base/ddd.../ddd/name, exactly total bytes long (directories made)."""
+    d = Path(base)
+    while len(str(d)) + 1 + len(name) < total:
+        room = total - len(str(d)) - 1 - len(name) - 1
+        d = d / ("d" * max(1, min(200, room)))
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / name
+    assert len(str(path)) == total, (len(str(path)), total)
+    return path
+
+
+@pytest.mark.parametrize("total", [511, 512, 900])
+def test_long_filename_keeps_the_tail(agent, tmp_path, total):
+    # Issue 11: a filename longer than the 511-byte field keeps its tail
+    # (the program's name) and says it was cut, as binary and cwd do; one
+    # that fits exactly is whole and not flagged.
+    prog = deep_path(tmp_path.resolve(), total, "long_name_prog")
+    fresh_copy(BIN / "hello_pie8", prog)
+    pid, r = run([prog])
+    assert r.returncode == 0, r.stderr
+    p = agent.exec_event(pid)["process"]
+    if total <= 511:
+        assert p["filename"] == str(prog)
+        assert "filename" not in p.get("truncated", [])
+    else:
+        assert p["filename"] == str(prog)[-511:]
+        assert p["filename"].endswith("/long_name_prog")
+        assert "filename" in p["truncated"]
+        assert p["binary"] == str(prog)[-511:]
+        assert "binary" in p["truncated"]
+
+
+def test_invalid_utf8_is_marked_with_the_exact_bytes(agent, tmp_path):
+    # Issue 11: bytes that are not UTF-8 are shown as U+FFFD, so different
+    # byte strings would render alike; "invalid_utf8" carries the exact
+    # bytes (base64) of every such field.
+    import base64
+    name = b"prog\xff\xfe"
+    d = os.fsencode(tmp_path.resolve()) + b"/dir\xc0\xaf"
+    os.mkdir(d)
+    prog = d + b"/" + name
+    fresh_copy(BIN / "hello_pie8", os.fsdecode(prog))
+    arg = b"a\xed\xa0\x80b"
+    p = subprocess.Popen([prog, b"ok", arg], cwd=d, stdout=subprocess.PIPE)
+    p.communicate(timeout=30)
+    e = agent.exec_event(p.pid)["process"]
+    raw = {k: base64.b64decode(v) for k, v in e["invalid_utf8"].items()}
+    assert raw == {"filename": prog, "binary": prog, "cwd": d, "args.0": prog,
+                   "args.2": arg, "comm": name}
+    assert e["filename"] == prog.decode("utf-8", "replace")
+    assert e["args"][1] == "ok"
+
+
 def test_exit_events(agent):
     pid, r = run([BIN / "hello_pie8"])
     ex = agent.exec_event(pid)

@@ -584,8 +584,8 @@ TEST(WalkHostileTest, PhoffPlusTableSizeOverflowIsBadPhdrs) {
     std::memcpy(dst, image.data() + addr, len);
     return true;
   };
-  EXPECT_TRUE(
-      Rejected(WalkBuildId(read, 0, ~uint64_t{0}), EM_BID_ERR_BAD_PHDRS));
+  EXPECT_TRUE(Rejected(WalkBuildId(read, 0, ~uint64_t{0}, image.size()),
+                       EM_BID_ERR_BAD_PHDRS));
 }
 
 TEST(WalkHostileTest, NoLoadAtOffsetZeroIsBadPhdrs) {
@@ -737,7 +737,9 @@ TEST(WalkHostileTest, BuildIdDescszTwentyOneIsBadSize) {
 // ---------------------------------------------------------------------------
 // Faults.
 
-TEST(WalkFaultTest, TruncatedFileIsReadFault) {
+// A file cut inside its notes: the PT_NOTE runs past the end of the file,
+// which is malformed (as libelf says) before any read could fault.
+TEST(WalkFaultTest, FileCutInsideItsNotesIsBadNote) {
   ElfBuilder b(true, kEtDyn);
   b.SetCursor(0x1000);
   const uint64_t off = b.AddNoteSegment(AbiTagNote() + BuildIdNote(TestId(20)));
@@ -746,7 +748,7 @@ TEST(WalkFaultTest, TruncatedFileIsReadFault) {
   for (uint64_t cut : {off + 6, off + 32 + 16 + 10}) {
     SCOPED_TRACE(absl::StrCat("file cut at ", cut));
     std::vector<uint8_t> image(full.begin(), full.begin() + cut);
-    EXPECT_TRUE(Rejected(WalkImage(image), EM_BID_ERR_READ_FAULT));
+    EXPECT_TRUE(Rejected(WalkImage(image), EM_BID_ERR_BAD_NOTE));
   }
 }
 
@@ -759,18 +761,86 @@ TEST(WalkFaultTest, FileShorterThanAnElfHeaderReadIsReadFault) {
   EXPECT_TRUE(Rejected(WalkImage({}), EM_BID_ERR_READ_FAULT));
 }
 
-TEST(WalkFaultTest, NotesOutsideEveryLoadSegmentAreReadFault) {
+// A note whose file range no PT_LOAD maps cannot be read as the file's
+// bytes from memory: an error, though libelf reads it from the file.
+TEST(WalkHostileTest, NotesOutsideEveryLoadSegmentAreBadNote) {
   ElfBuilder b(true, kEtDyn);
   b.load0_filesz = 0x400;  // ELF and program headers only
   b.SetCursor(0x800);
   b.AddNoteSegment(BuildIdNote(TestId(20)));
-  EXPECT_TRUE(Rejected(WalkImage(b.Build()), EM_BID_ERR_READ_FAULT));
+  EXPECT_TRUE(Rejected(WalkImage(b.Build()), EM_BID_ERR_BAD_NOTE));
+}
+
+// A note the PT_LOAD maps only in part is not read either.
+TEST(WalkHostileTest, NoteStraddlingTheEndOfItsLoadSegmentIsBadNote) {
+  ElfBuilder b(true, kEtDyn);
+  b.SetCursor(0x800);
+  const uint64_t off = b.AddNoteSegment(BuildIdNote(TestId(20)));
+  b.load0_filesz = off + 8;
+  EXPECT_TRUE(Rejected(WalkImage(b.Build()), EM_BID_ERR_BAD_NOTE));
+}
+
+// Review finding (issue 11): a PT_NOTE whose p_vaddr points at other bytes
+// than its p_offset. The file (readelf, libelf) says the note at p_offset;
+// reading at p_vaddr gave the other note's ID. Both walkers must name the
+// note at p_offset, in both classes and types.
+TEST(WalkHostileTest, NoteIsReadAtItsFileOffsetNotAtItsVaddr) {
+  for (bool is64 : {true, false}) {
+    for (uint16_t type : {kEtDyn, kEtExec}) {
+      SCOPED_TRACE(absl::StrCat(is64 ? "Elf64 " : "Elf32 ",
+                                type == kEtExec ? "ET_EXEC" : "ET_DYN"));
+      ElfBuilder b(is64, type);
+      const std::string decoy = TestId(20, 0xaa);
+      const std::string real = TestId(20, 0xbb);
+      const uint64_t decoy_off = b.Place(BuildIdNote(decoy), 4);
+      const std::string notes = BuildIdNote(real);
+      const uint64_t off = b.Place(notes, 4);
+      Phdr note;
+      note.type = kPtNote;
+      note.offset = off;
+      note.vaddr = note.paddr = b.VaddrOf(decoy_off);
+      note.filesz = note.memsz = notes.size();
+      note.align = 4;
+      b.AddPhdr(note);
+      ExpectBothFind(b.Build(), real);
+    }
+  }
+}
+
+// Review finding (issue 11): a PT_NOTE whose p_offset lies past the end of
+// the file, with a p_vaddr at a well-formed note. libelf calls the file
+// malformed; the twin must not name the note its p_vaddr points at.
+TEST(WalkHostileTest, NoteSegmentPastTheEndOfTheFileIsBadNote) {
+  for (uint64_t past : {uint64_t{0}, uint64_t{0x10000}}) {
+    SCOPED_TRACE(past);
+    ElfBuilder b(true, kEtDyn);
+    const std::string notes = BuildIdNote(TestId(20, 0xaa));
+    const uint64_t decoy_off = b.Place(notes, 4);
+    b.SetCursor(0x1000);
+    b.Place("tail", 4);
+    const std::vector<uint8_t> probe = b.Build();
+    Phdr note;
+    note.type = kPtNote;
+    note.offset = probe.size() + past;  // starts at or after the end
+    note.vaddr = note.paddr = b.VaddrOf(decoy_off);
+    note.filesz = note.memsz = notes.size();
+    note.align = 4;
+    b.AddPhdr(note);
+    std::vector<uint8_t> image = b.Build();
+    image.resize(probe.size());  // the phdr table does not move the end
+    EXPECT_TRUE(Rejected(WalkImage(image), EM_BID_ERR_BAD_NOTE));
+    ScratchDir dir;
+    const std::string path = dir.Write("past_eof", image);
+    absl::StatusOr<std::string> id = ReadBuildIdFile(path);
+    EXPECT_EQ(id.status().code(), absl::StatusCode::kInvalidArgument)
+        << id.status();
+  }
 }
 
 TEST(WalkFaultTest, UnreadableImageIsReadFault) {
   auto fault = [](uint64_t, void*, size_t) { return false; };
-  EXPECT_TRUE(
-      Rejected(WalkBuildId(fault, 0x400000, 0x1000), EM_BID_ERR_READ_FAULT));
+  EXPECT_TRUE(Rejected(WalkBuildId(fault, 0x400000, 0x1000, 0x1000),
+                       EM_BID_ERR_READ_FAULT));
 }
 
 TEST(WalkFaultTest, UnreadableProgramHeadersAreReadFault) {
@@ -784,8 +854,8 @@ TEST(WalkFaultTest, UnreadableProgramHeadersAreReadFault) {
     std::memcpy(dst, image.data() + (addr - base), len);
     return true;
   };
-  EXPECT_TRUE(
-      Rejected(WalkBuildId(read, base, image.size()), EM_BID_ERR_READ_FAULT));
+  EXPECT_TRUE(Rejected(WalkBuildId(read, base, image.size(), image.size()),
+                       EM_BID_ERR_READ_FAULT));
 }
 
 // ---------------------------------------------------------------------------
@@ -1066,7 +1136,10 @@ TEST(ProcessImageTest, LoadedObjectsAgreeWithLibelf) {
     SCOPED_TRACE(o.path);
     absl::StatusOr<std::string> libelf = ReadBuildIdFile(o.path);
     if (!libelf.ok()) continue;  // e.g. a test runner without build IDs
-    const WalkResult twin = WalkBuildId(read, o.base, o.map_size);
+    struct stat st;
+    ASSERT_EQ(stat(o.path.c_str(), &st), 0);
+    const WalkResult twin = WalkBuildId(read, o.base, o.map_size,
+                                        static_cast<uint64_t>(st.st_size));
     EXPECT_EQ(ErrorName(twin.error), "EM_BID_OK") << "(kernel-rules twin)";
     EXPECT_EQ(Hex(twin.build_id), Hex(*libelf));
     ++checked;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "agent/event/event.h"
 #include "agent/process/process_table.h"
 #include "bpf/execmon_abi.h"
@@ -654,6 +655,39 @@ TEST(JsonWriterStringTest, InvalidUtf8InArgsProducesValidUtf8) {
     Document d = Parse(Writer().Exec(e, Self(e), nullptr));
     EXPECT_EQ(Strings(Get(Get(d, "process"), "args")).size(), 2u);
   }
+}
+
+// Issue 11: two different invalid byte strings render identically after
+// U+FFFD replacement; "invalid_utf8" names each such field with its exact
+// bytes (base64) so a consumer can tell them apart.
+TEST(JsonWriterStringTest, InvalidUtf8FieldsAreListedWithTheirExactBytes) {
+  ExecEvent e = SampleExec();
+  e.filename = std::string("/tmp/") + "\xFF";
+  e.cwd = std::string("/tmp/") + "\xFE";
+  e.args = {"prog", "ok", std::string("\xC0\xAF")};
+  Document d = Parse(Writer().Exec(e, Self(e), nullptr));
+  const Value& p = Get(d, "process");
+  EXPECT_JSON_STR(p, "filename", "/tmp/\xEF\xBF\xBD");
+  EXPECT_JSON_STR(p, "cwd", "/tmp/\xEF\xBF\xBD");  // same text, other bytes
+  const Value& raw = Get(p, "invalid_utf8");
+  ASSERT_TRUE(raw.IsObject());
+  EXPECT_EQ(raw.MemberCount(), 3u);
+  std::string bytes;
+  ASSERT_TRUE(absl::Base64Unescape(Get(raw, "filename").GetString(), &bytes));
+  EXPECT_EQ(bytes, e.filename);
+  ASSERT_TRUE(absl::Base64Unescape(Get(raw, "cwd").GetString(), &bytes));
+  EXPECT_EQ(bytes, e.cwd);
+  ASSERT_TRUE(absl::Base64Unescape(Get(raw, "args.2").GetString(), &bytes));
+  EXPECT_EQ(bytes, e.args[2]);
+  EXPECT_FALSE(raw.HasMember("binary"));
+  EXPECT_FALSE(raw.HasMember("args.1"));
+}
+
+TEST(JsonWriterStringTest, ValidUtf8HasNoInvalidUtf8Field) {
+  ExecEvent e = SampleExec();
+  e.args = {"prog", "caf\xC3\xA9"};
+  Document d = Parse(Writer().Exec(e, Self(e), nullptr));
+  EXPECT_FALSE(Get(d, "process").HasMember("invalid_utf8"));
 }
 
 // ---------------------------------------------------------------- exit

@@ -155,6 +155,48 @@ TEST(EvaluateTest, UnknownBuildIdAllow) {
   EXPECT_EQ(v.rule, "");
 }
 
+// An ID read from memory the process could have written (issue 11): no
+// allow list credits it; a deny list still matches; otherwise it is judged
+// like an unknown ID.
+TEST(EvaluateTest, IdFromMemoryIsNotCreditedByAnAllowList) {
+  Policy p = Kill("a");
+  Allow(p, kCurl);
+  PolicySet set = Set({p});
+  Verdict v = Evaluate(set, kCurl, Host(), IdTrust::kFromMemory);
+  EXPECT_EQ(v.decision, Decision::kAllow);  // as an unknown ID: allowed
+  EXPECT_EQ(v.policy, -1);                  // but no allow list named it
+  EXPECT_EQ(v.rule, "");
+  p.unknown_build_id = UnknownBuildId::kDeny;
+  set = Set({p});
+  v = Evaluate(set, kCurl, Host(), IdTrust::kFromMemory);
+  EXPECT_EQ(v.decision, Decision::kDeny);
+  EXPECT_EQ(v.action, VerdictAction::kKill);
+  EXPECT_EQ(v.rule, "unknownBuildId: deny (build ID read from process memory)");
+  // The same ID read from the file is listed.
+  EXPECT_EQ(Evaluate(set, kCurl, Host()).decision, Decision::kAllow);
+  EXPECT_EQ(Evaluate(set, kCurl, Host()).policy, 0);
+}
+
+TEST(EvaluateTest, IdFromMemoryOnADenyListIsDenied) {
+  Policy p = Kill("a");
+  Deny(p, kCurl, "curl");
+  PolicySet set = Set({p});
+  Verdict v = Evaluate(set, kCurl, Host(), IdTrust::kFromMemory);
+  EXPECT_EQ(v.decision, Decision::kDeny);
+  EXPECT_EQ(v.rule, "deny: curl");
+  EXPECT_EQ(Evaluate(set, kBash, Host(), IdTrust::kFromMemory).decision,
+            Decision::kAllow);
+}
+
+TEST(EvaluateTest, UnlistedIdFromMemoryIsJudgedAsUnknownByAnAllowList) {
+  Policy p = Kill("a");
+  Allow(p, kBash);
+  PolicySet set = Set({p});
+  EXPECT_EQ(Evaluate(set, kCurl, Host()).decision, Decision::kDeny);
+  EXPECT_EQ(Evaluate(set, kCurl, Host(), IdTrust::kFromMemory).decision,
+            Decision::kAllow);
+}
+
 // ---------------------------------------------------------------------------
 // Precedence across policies.
 
