@@ -1,14 +1,16 @@
 // execmon: container-aware exec security monitor.
 //
-//   execmon run [--output=stdout|PATH] [--policies=DIR] [flags]
+//   execmon run [flags]                     the agent
 //   execmon buildid FILE...                 print build IDs (libelf)
 //   execmon policy lint DIR [--format=json]
 //   execmon policy test DIR --build-id=HEX [--namespace=NS] [--labels=k=v,..]
 //                           [--container=NAME] [--host]
+//   execmon schema                          the events' JSON Schema
 //   execmon version
+//   execmon help [COMMAND]
 //
-// Flag names may be written with dashes or underscores (--build-id and
-// --build_id are the same flag).
+// Each command takes only its own flags (agent/cli/commands.cc); flag names
+// may be written with dashes or underscores (--build-id is --build_id).
 #include <signal.h>
 #include <unistd.h>
 
@@ -27,9 +29,11 @@
 #include "absl/time/time.h"
 #include "agent/agent.h"
 #include "agent/bpf/bpf_loader.h"
+#include "agent/cli/commands.h"
 #include "agent/common/log.h"
 #include "agent/common/version.h"
 #include "agent/elf/build_id_file.h"
+#include "agent/event/schema.h"
 #include "agent/policy/evaluator.h"
 #include "agent/policy/lint.h"
 #include "agent/policy/parser.h"
@@ -132,15 +136,15 @@ ABSL_FLAG(absl::Duration, kafka_flush_timeout, absl::Seconds(10),
           "what is left is dropped and counted (shutdown).");
 // --- end of Kafka sink flags ---
 // `execmon policy ...`
-ABSL_FLAG(std::string, format, "text",
-          "policy lint/test output: text or json.");
+// (agent/cli/commands.cc says which command takes which flag.)
+ABSL_FLAG(std::string, format, "text", "Output: text or json.");
 ABSL_FLAG(std::string, build_id, "",
-          "policy test: the build ID (hex) of the exec; "
-          "empty: an exec without a build ID.");
-ABSL_FLAG(std::string, namespace, "", "policy test: the pod's namespace.");
-ABSL_FLAG(std::string, labels, "", "policy test: the pod's labels, k=v,k2=v2.");
-ABSL_FLAG(std::string, container, "", "policy test: the container's name.");
-ABSL_FLAG(bool, host, false, "policy test: a process outside containers.");
+          "The build ID (hex) of the exec; empty: an exec without a build "
+          "ID.");
+ABSL_FLAG(std::string, namespace, "", "The pod's namespace.");
+ABSL_FLAG(std::string, labels, "", "The pod's labels, k=v,k2=v2.");
+ABSL_FLAG(std::string, container, "", "The container's name.");
+ABSL_FLAG(bool, host, false, "A process outside containers.");
 
 namespace {
 
@@ -148,17 +152,73 @@ std::atomic<bool> g_stop{false};
 
 void OnSignal(int) { g_stop.store(true); }
 
-int Usage() {
-  std::fprintf(
-      stderr,
-      "usage: execmon run [flags]                monitor execs (--help for "
-      "flags)\n"
-      "       execmon buildid FILE...            print 'HEX  FILE' per file\n"
-      "       execmon policy lint DIR [--format=json]\n"
-      "       execmon policy test DIR --build-id=HEX [--namespace=NS]\n"
-      "                [--labels=k=v,...] [--container=NAME] [--host]\n"
-      "       execmon version\n");
+// This file defines the agent's flags: the commands' flag lists refer to it.
+constexpr absl::string_view kFlagsFile = "agent/main.cc";
+
+// No command, or an unknown one: the command list on stderr, status 2.
+int Usage(absl::string_view problem = "") {
+  if (!problem.empty()) {
+    std::fprintf(stderr, "execmon: %.*s\n\n", static_cast<int>(problem.size()),
+                 problem.data());
+  }
+  std::fputs(execmon::TopHelp().c_str(), stderr);
   return 2;
+}
+
+// A command's usage error: what is wrong and its usage line, status 2.
+int CommandUsage(absl::string_view name, absl::string_view problem) {
+  const execmon::Command* c = execmon::FindCommand(name);
+  std::fprintf(stderr,
+               "execmon %.*s: %.*s\nusage: execmon %.*s %.*s\n"
+               "see 'execmon help %.*s'\n",
+               static_cast<int>(name.size()), name.data(),
+               static_cast<int>(problem.size()), problem.data(),
+               static_cast<int>(name.size()), name.data(),
+               static_cast<int>(c->args.size()), c->args.data(),
+               static_cast<int>(name.size()), name.data());
+  return 2;
+}
+
+bool IsHelpFlag(absl::string_view a) {
+  return a == "--help" || a == "-h" || a == "-help" || a == "--helpfull" ||
+         a == "--helpshort";
+}
+
+// Help asked for with `execmon help [WORDS]` or `execmon WORDS --help`:
+// prints it and returns the exit status; -1 when no help was asked for.
+int MaybeHelp(int argc, char** argv) {
+  std::vector<std::string> words;
+  bool flag = false;
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view a = argv[i];
+    if (IsHelpFlag(a)) {
+      flag = true;
+    } else if (!a.empty() && a[0] != '-') {
+      words.emplace_back(a);
+    }
+  }
+  // `execmon help WORDS`; `execmon WORDS --help` (so `help --help` is the
+  // help of `help`).
+  if (!flag) {
+    if (words.empty() || words[0] != "help") return -1;
+    words.erase(words.begin());
+  }
+  // The command path: "policy lint" takes two words, the others one.
+  std::string name;
+  if (!words.empty()) name = words[0];
+  if (name == "policy" && words.size() >= 2) name += " " + words[1];
+  if (name.empty()) {
+    std::fputs(execmon::TopHelp().c_str(), stdout);
+    return 0;
+  }
+  if (name == "policy") {
+    std::fputs(execmon::GroupHelp("policy").c_str(), stdout);
+    return 0;
+  }
+  const execmon::Command* c = execmon::FindCommand(name);
+  if (c == nullptr) return Usage(absl::StrCat("unknown command '", name, "'"));
+  std::fputs(execmon::CommandHelp(*c, kFlagsFile).c_str(), stdout);
+  return 0;
 }
 
 // absl flags are spelled with underscores; accept --build-id too.
@@ -173,10 +233,7 @@ void NormalizeFlagNames(int argc, char** argv) {
 }
 
 int CmdPolicyLint(const std::vector<char*>& args) {
-  if (args.size() != 4) {
-    std::fprintf(stderr, "usage: execmon policy lint DIR [--format=json]\n");
-    return 2;
-  }
+  if (args.size() != 4) return CommandUsage("policy lint", "want one DIR");
   std::string format = absl::GetFlag(FLAGS_format);
   if (format != "text" && format != "json") {
     std::fprintf(stderr, "execmon: --format=%s: want text or json\n",
@@ -191,13 +248,7 @@ int CmdPolicyLint(const std::vector<char*>& args) {
 }
 
 int CmdPolicyTest(const std::vector<char*>& args) {
-  if (args.size() != 4) {
-    std::fprintf(
-        stderr,
-        "usage: execmon policy test DIR --build-id=HEX [--namespace=NS] "
-        "[--labels=k=v,...] [--container=NAME] [--host]\n");
-    return 2;
-  }
+  if (args.size() != 4) return CommandUsage("policy test", "want one DIR");
   auto set = execmon::LoadPolicyDir(args[3]);
   if (!set.ok()) {
     std::fprintf(stderr, "execmon: %s\n",
@@ -285,10 +336,7 @@ int CmdPolicyTest(const std::vector<char*>& args) {
 }
 
 int CmdBuildId(const std::vector<char*>& args) {
-  if (args.size() < 3) {
-    std::fprintf(stderr, "usage: execmon buildid FILE...\n");
-    return 2;
-  }
+  if (args.size() < 3) return CommandUsage("buildid", "want at least one FILE");
   int rc = 0;
   for (size_t i = 2; i < args.size(); ++i) {
     auto id = execmon::ReadBuildIdFile(args[i]);
@@ -468,33 +516,53 @@ absl::Status CmdRun() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "execmon run [flags] | execmon buildid FILE... | execmon version");
+      "execmon COMMAND [ARGS] [flags]; see 'execmon help'");
   absl::FlagsUsageConfig cfg;
   cfg.contains_help_flags = [](absl::string_view f) {
-    return absl::StrContains(f, "agent/main.cc");
+    return absl::EndsWith(f, kFlagsFile);
   };
   cfg.version_string = [] { return std::string(EXECMON_VERSION "\n"); };
   absl::SetFlagsUsageConfig(cfg);
   NormalizeFlagNames(argc, argv);
+  if (int rc = MaybeHelp(argc, argv); rc >= 0) return rc;
+  const std::vector<std::string> given = execmon::FlagsGiven(argc, argv);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) return Usage();
-  std::string cmd = args[1];
-  if (cmd == "version") {
-    std::printf("execmon %s\n", EXECMON_VERSION);
+  std::string name = args[1];
+  if (name == "policy") {
+    if (args.size() < 3) {
+      std::fputs(execmon::GroupHelp("policy").c_str(), stderr);
+      return 2;
+    }
+    name = absl::StrCat("policy ", args[2]);
+  }
+  const execmon::Command* cmd = execmon::FindCommand(name);
+  if (cmd == nullptr || cmd->name == "help") {
+    return Usage(absl::StrCat("unknown command '", name, "'"));
+  }
+  if (absl::Status s = execmon::CheckFlags(*cmd, kFlagsFile, given); !s.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  if (name == "version" || name == "schema") {
+    if (args.size() > 2) {
+      return CommandUsage(name,
+                          absl::StrCat("unexpected argument '", args[2], "'"));
+    }
+    if (name == "version") {
+      std::printf("execmon %s\n", EXECMON_VERSION);
+    } else {
+      absl::string_view schema = execmon::EventSchema();
+      std::fwrite(schema.data(), 1, schema.size(), stdout);
+    }
     return 0;
   }
-  if (cmd == "buildid") return CmdBuildId(args);
-  if (cmd == "policy") {
-    if (args.size() >= 3 && std::string(args[2]) == "lint")
-      return CmdPolicyLint(args);
-    if (args.size() >= 3 && std::string(args[2]) == "test")
-      return CmdPolicyTest(args);
-    return Usage();
-  }
-  if (cmd != "run") return Usage();
+  if (name == "buildid") return CmdBuildId(args);
+  if (name == "policy lint") return CmdPolicyLint(args);
+  if (name == "policy test") return CmdPolicyTest(args);
   if (args.size() > 2) {
-    std::fprintf(stderr, "execmon run: unexpected argument '%s'\n", args[2]);
-    return 2;
+    return CommandUsage("run",
+                        absl::StrCat("unexpected argument '", args[2], "'"));
   }
   absl::Status s = CmdRun();
   if (!s.ok()) {

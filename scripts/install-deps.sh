@@ -20,7 +20,7 @@ TEST_PACKAGES=(
   # refuses hybrid cgroup hosts) from images built locally with buildah
   prometheus podman runc buildah busybox-static
   # tests
-  python3 python3-pytest python3-yaml binutils util-linux
+  python3 python3-pytest python3-yaml python3-jsonschema binutils util-linux
   # tests/k8s: a real etcd for kube-apiserver (built from its Go module by
   # tests/k8s/build_kube_apiserver.sh), etcdctl, openssl for test PKI
   etcd-server etcd-client openssl

@@ -187,9 +187,11 @@ def rendered_args(docs):
 
 
 def help_flags(execmon_bin):
-    r = subprocess.run([str(execmon_bin), "run", "--helpfull"], stdout=subprocess.PIPE,
+    """The flags `execmon run --help` lists (its own flags only)."""
+    r = subprocess.run([str(execmon_bin), "run", "--help"], stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True, timeout=30)
-    flags = set(re.findall(r"^\s+--([A-Za-z0-9_]+) ", r.stdout, re.M))
+    assert r.returncode == 0, r.stdout
+    flags = set(re.findall(r"^  --([A-Za-z0-9_]+)=", r.stdout, re.M))
     assert "policies" in flags and "metrics_address" in flags, r.stdout[:2000]
     return flags
 
@@ -232,17 +234,12 @@ def test_rendered_args_parse(rendered, execmon_bin, tmp_path, variant):
 
 
 def binary_defaults(execmon_bin):
-    """{flag: default} from `execmon run --helpfull`."""
-    r = subprocess.run([str(execmon_bin), "run", "--helpfull"], stdout=subprocess.PIPE,
+    """{flag: default} from `execmon run --help` ("  --name=DEFAULT" lines)."""
+    r = subprocess.run([str(execmon_bin), "run", "--help"], stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True, timeout=30)
-    text = re.sub(r"\s+", " ", r.stdout)
-    out = {}
-    for chunk in re.split(r" (?=--[a-z0-9_]+ \()", text):
-        m = re.match(r"--([a-z0-9_]+) \(", chunk)
-        d = re.findall(r"; default: (.*?);", chunk)
-        if m and d:
-            out[m.group(1)] = d[-1].strip('"')
-    return out
+    assert r.returncode == 0, r.stdout
+    return {m.group(1): m.group(2).strip('"')
+            for m in re.finditer(r"^  --([a-z0-9_]+)=(.*)$", r.stdout, re.M)}
 
 
 def test_chart_defaults_match_binary(helm, execmon_bin):

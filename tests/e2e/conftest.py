@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+import event_schema
+
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("EXECMON_BUILD_DIR", REPO / "build")).resolve()
 EXECMON = BUILD / "bin" / "execmon"
@@ -101,7 +103,7 @@ class Agent:
             # Only complete lines: the agent may be mid-write.
             end = data.rfind("\n") + 1
             for line in data[:end].splitlines():
-                self._events.append(json.loads(line))
+                self._events.append(event_schema.validate(json.loads(line)))
             self._offset += len(data[:end].encode())
         return list(self._events)
 

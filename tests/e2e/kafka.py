@@ -31,6 +31,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import event_schema
+
 KAFKA_VERSION = os.environ.get("EXECMON_KAFKA_VERSION", "3.9.1")
 HERE = Path(__file__).resolve().parent / "kafka"
 POM = HERE / "pom.xml"
@@ -252,6 +254,8 @@ class KafkaBroker:
             m = json.loads(line)
             h = m.get("headers") or []
             m["headers"] = dict(zip(h[0::2], h[1::2]))
+            # Every message is an agent event: it must match the schema.
+            event_schema.validate(json.loads(m["payload"]))
             out.append(m)
         return out
 

@@ -1,15 +1,123 @@
 """The execmon command line: errors a user sees."""
+import json
+import re
 import shutil
 import subprocess
 
 import pytest
 
-from conftest import BIN, EXECMON
+from conftest import BIN, EXECMON, REPO
+
+
+def cli(*args):
+    return subprocess.run([str(EXECMON), *args], capture_output=True, text=True,
+                          timeout=30)
 
 
 def test_version():
-    r = subprocess.run([str(EXECMON), "version"], capture_output=True, text=True)
-    assert r.returncode == 0 and r.stdout.startswith("execmon ")
+    r = cli("version")
+    assert r.returncode == 0 and re.fullmatch(r"execmon \d+\.\d+\.\d+\n", r.stdout), r.stdout
+    # absl's --version prints the bare version, also with a newline.
+    r = cli("--version")
+    assert r.returncode == 0 and re.fullmatch(r"\d+\.\d+\.\d+\n", r.stdout), r.stdout
+
+
+COMMANDS = ["run", "buildid", "policy lint", "policy test", "schema", "version", "help"]
+
+
+def test_help_lists_every_command():
+    r = cli("help")
+    assert r.returncode == 0
+    listed = re.findall(r"^  (\S+(?: lint| test)?) ", r.stdout, re.M)
+    assert listed == COMMANDS, r.stdout
+    assert cli("--help").stdout == r.stdout
+    # No command: the same list, as a usage error.
+    bare = cli()
+    assert bare.returncode == 2 and bare.stderr == r.stdout
+
+
+def help_flags(text):
+    """The command's flags its help lists, less absl's --flagfile (every
+    command takes it)."""
+    flags = set(re.findall(r"^  --([a-z0-9_]+)=", text, re.M))
+    assert "flagfile" in flags
+    return flags - {"flagfile"}
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_each_command_has_its_own_help(name):
+    words = name.split()
+    r = cli(*words, "--help")
+    assert r.returncode == 0, r.stderr
+    assert cli("help", *words).stdout == r.stdout
+    assert r.stdout.startswith(f"Usage: execmon {name}"), r.stdout
+    assert re.search(r"^Examples?:\n  execmon " + name, r.stdout, re.M), r.stdout
+    assert "main.cc" not in r.stdout  # no source paths
+    flags = help_flags(r.stdout)
+    policy_test = {"build_id", "namespace", "labels", "container", "host", "format"}
+    if name == "run":
+        assert {"policies", "output", "metrics_address", "kafka_brokers"} <= flags
+        assert not flags & policy_test
+    elif name == "policy test":
+        assert flags == policy_test
+    elif name == "policy lint":
+        assert flags == {"format"}
+    else:
+        assert flags == set()
+
+
+def test_policy_group_help_lists_its_commands():
+    r = cli("policy", "--help")
+    assert r.returncode == 0
+    assert re.findall(r"^  (policy \w+) ", r.stdout, re.M) == ["policy lint", "policy test"]
+    bare = cli("policy")
+    assert bare.returncode == 2 and bare.stderr == r.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "--format=json"],
+     "execmon run: --format is not a flag of 'run' (it belongs to 'policy lint', "
+     "'policy test'); see 'execmon help run'"),
+    (["run", "--build-id=ab"],
+     "execmon run: --build_id is not a flag of 'run' (it belongs to 'policy test')"),
+    (["buildid", "--policies=/x", "/bin/true"],
+     "execmon buildid: --policies is not a flag of 'buildid' (it belongs to 'run')"),
+    (["policy", "lint", "/x", "--host"],
+     "execmon policy lint: --host is not a flag of 'policy lint' (it belongs to "
+     "'policy test')"),
+    (["version", "--nosnapshot"],
+     "execmon version: --snapshot is not a flag of 'version' (it belongs to 'run')"),
+])
+def test_flag_of_another_command_is_an_error(args, message):
+    r = cli(*args)
+    assert r.returncode == 2
+    assert r.stderr.startswith(message), r.stderr
+
+
+def test_unknown_command_is_an_error():
+    r = cli("frobnicate")
+    assert r.returncode == 2
+    assert r.stderr.startswith("execmon: unknown command 'frobnicate'\n")
+    assert "policy lint" in r.stderr  # and the list of commands
+
+
+def test_command_usage_errors_name_the_command():
+    r = cli("buildid")
+    assert r.returncode == 2
+    assert r.stderr.splitlines()[:2] == ["execmon buildid: want at least one FILE",
+                                        "usage: execmon buildid FILE..."]
+    r = cli("version", "extra")
+    assert r.returncode == 2 and "execmon version: unexpected argument 'extra'" in r.stderr
+
+
+def test_schema_command_prints_the_published_schema():
+    r = cli("schema")
+    assert r.returncode == 0
+    published = (REPO / "docs" / "events.schema.json").read_text()
+    assert r.stdout == published
+    schema = json.loads(r.stdout)
+    assert schema["$id"].endswith("/events/1")
+    assert schema["$defs"]["exec"]["properties"]["schema"] == {"const": 1}
 
 
 def test_agent_allocates_with_jemalloc():
