@@ -9,12 +9,15 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-import event_schema
+# Also when loaded by path from another suite (tests/k8s).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import event_schema  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("EXECMON_BUILD_DIR", REPO / "build")).resolve()
