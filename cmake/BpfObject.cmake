@@ -8,8 +8,13 @@
 find_program(BPF_CLANG NAMES clang clang-14 REQUIRED)
 find_program(BPFTOOL NAMES bpftool PATHS /usr/sbin /usr/local/sbin REQUIRED)
 
-set(EXECMON_VMLINUX_BTF "/sys/kernel/btf/vmlinux" CACHE FILEPATH
-    "BTF the vmlinux.h for CO-RE is dumped from (see docs/build.md)")
+# The kernel types the programs are compiled against: by default the pinned
+# bpf/vmlinux/<arch>/vmlinux.h (scripts/gen-vmlinux-h.sh: one Debian kernel's
+# BTF), so the build does not depend on the build host's kernel and one
+# build serves every kernel (CO-RE). -DEXECMON_VMLINUX_BTF=<file> dumps them
+# from another BTF instead (e.g. /sys/kernel/btf/vmlinux).
+set(EXECMON_VMLINUX_BTF "" CACHE FILEPATH
+    "BTF to dump vmlinux.h from instead of the pinned header (see docs/build.md)")
 
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64")
   set(BPF_TARGET_ARCH x86)
@@ -22,20 +27,35 @@ endif()
 set(BPF_GEN_DIR ${CMAKE_BINARY_DIR}/bpf)
 file(MAKE_DIRECTORY ${BPF_GEN_DIR})
 set(VMLINUX_H ${BPF_GEN_DIR}/vmlinux.h)
+set(PINNED_VMLINUX_H ${CMAKE_SOURCE_DIR}/bpf/vmlinux/${BPF_TARGET_ARCH}/vmlinux.h)
 
-if(NOT EXISTS ${EXECMON_VMLINUX_BTF})
-  message(FATAL_ERROR
-    "No BTF at ${EXECMON_VMLINUX_BTF}: execmon needs a kernel built with "
-    "CONFIG_DEBUG_INFO_BTF=y, or -DEXECMON_VMLINUX_BTF=<file> pointing at a "
-    "BTF blob of a 6.18+ kernel.")
+if(EXECMON_VMLINUX_BTF STREQUAL "" AND NOT EXISTS ${PINNED_VMLINUX_H})
+  # No pinned types for this architecture: the host's.
+  set(EXECMON_VMLINUX_BTF /sys/kernel/btf/vmlinux)
 endif()
 
-add_custom_command(
-  OUTPUT ${VMLINUX_H}
-  COMMAND ${BPFTOOL} btf dump file ${EXECMON_VMLINUX_BTF} format c > ${VMLINUX_H}.tmp
-  COMMAND ${CMAKE_COMMAND} -E rename ${VMLINUX_H}.tmp ${VMLINUX_H}
-  COMMENT "Dumping vmlinux.h from ${EXECMON_VMLINUX_BTF}"
-  VERBATIM)
+if(EXECMON_VMLINUX_BTF STREQUAL "")
+  message(STATUS "BPF: kernel types from the pinned ${PINNED_VMLINUX_H}")
+  add_custom_command(
+    OUTPUT ${VMLINUX_H}
+    COMMAND ${CMAKE_COMMAND} -E copy ${PINNED_VMLINUX_H} ${VMLINUX_H}
+    DEPENDS ${PINNED_VMLINUX_H}
+    COMMENT "Using the pinned vmlinux.h"
+    VERBATIM)
+else()
+  if(NOT EXISTS ${EXECMON_VMLINUX_BTF})
+    message(FATAL_ERROR
+      "No BTF at ${EXECMON_VMLINUX_BTF}: -DEXECMON_VMLINUX_BTF=<file> must "
+      "name the BTF of a 6.18+ kernel (CONFIG_DEBUG_INFO_BTF=y).")
+  endif()
+  message(STATUS "BPF: kernel types dumped from ${EXECMON_VMLINUX_BTF}")
+  add_custom_command(
+    OUTPUT ${VMLINUX_H}
+    COMMAND ${BPFTOOL} btf dump file ${EXECMON_VMLINUX_BTF} format c > ${VMLINUX_H}.tmp
+    COMMAND ${CMAKE_COMMAND} -E rename ${VMLINUX_H}.tmp ${VMLINUX_H}
+    COMMENT "Dumping vmlinux.h from ${EXECMON_VMLINUX_BTF}"
+    VERBATIM)
+endif()
 
 # Extra arguments are compile definitions (a variant of one source).
 function(execmon_bpf_object name source)

@@ -195,6 +195,14 @@ def test_build_stage_copies_what_cmake_reads(parsed):
     needed |= {p.split("/")[0] for p in re.findall(r"^include\(([\w/.]+)\)", cmake, re.M)}
     needed.add("CMakeLists.txt")
     assert needed <= set(copies), f"not copied into the build stage: {needed - set(copies)}"
+    # Files the build reads by path (the embedded event schema, the pinned
+    # kernel types) are inside something copied.
+    read = set()
+    for f in [REPO / "agent" / "CMakeLists.txt", *(REPO / "cmake").glob("*.cmake")]:
+        read |= set(re.findall(r"\$\{CMAKE_SOURCE_DIR\}/([\w./-]+\.[a-z]+)\b", f.read_text()))
+    assert "docs/events.schema.json" in read
+    uncovered = {r for r in read if not any(r == c or r.startswith(c + "/") for c in copies)}
+    assert not uncovered, f"read by the build but not copied: {uncovered}"
     runs = " ".join(r for w, r in parsed["build"]["ins"] if w == "RUN")
     assert "-DEXECMON_BUILD_TESTS=OFF" in runs and "--target execmon" in runs
 
