@@ -19,10 +19,12 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -34,6 +36,7 @@
 #include "agent/common/version.h"
 #include "agent/elf/build_id_file.h"
 #include "agent/event/schema.h"
+#include "agent/index/index.h"
 #include "agent/policy/evaluator.h"
 #include "agent/policy/lint.h"
 #include "agent/policy/parser.h"
@@ -42,8 +45,9 @@
 #include "rapidjson/writer.h"
 
 ABSL_FLAG(std::string, output, "stdout",
-          "Where JSON-lines events go: stdout, a file path (appended), or "
-          "none (with --kafka_brokers: Kafka only).");
+          "run: where JSON-lines events go: stdout, a file path (appended), "
+          "or none (with --kafka_brokers: Kafka only). index build: the index "
+          "file to write.");
 ABSL_FLAG(std::string, node, "",
           "Node name reported in events (default: the host name; in "
           "Kubernetes set it from spec.nodeName).");
@@ -145,6 +149,14 @@ ABSL_FLAG(std::string, namespace, "", "The pod's namespace.");
 ABSL_FLAG(std::string, labels, "", "The pod's labels, k=v,k2=v2.");
 ABSL_FLAG(std::string, container, "", "The container's name.");
 ABSL_FLAG(bool, host, false, "A process outside containers.");
+// `execmon index ...` and `execmon policy generate`
+ABSL_FLAG(std::string, package, "", "Only entries of this package (name).");
+ABSL_FLAG(std::string, under, "",
+          "Only these subtrees of a root filesystem source, comma-separated "
+          "absolute paths inside it (e.g. /usr/bin,/usr/sbin); empty: all.");
+ABSL_FLAG(std::string, from_index, "", "The index file to read.");
+ABSL_FLAG(std::string, name, "", "The generated policy's metadata.name.");
+ABSL_FLAG(std::string, mode, "audit", "The generated policy's mode.");
 
 namespace {
 
@@ -206,13 +218,14 @@ int MaybeHelp(int argc, char** argv) {
   // The command path: "policy lint" takes two words, the others one.
   std::string name;
   if (!words.empty()) name = words[0];
-  if (name == "policy" && words.size() >= 2) name += " " + words[1];
+  const bool group = name == "policy" || name == "index";
+  if (group && words.size() >= 2) name += " " + words[1];
   if (name.empty()) {
     std::fputs(execmon::TopHelp().c_str(), stdout);
     return 0;
   }
-  if (name == "policy") {
-    std::fputs(execmon::GroupHelp("policy").c_str(), stdout);
+  if (name == "policy" || name == "index") {
+    std::fputs(execmon::GroupHelp(name).c_str(), stdout);
     return 0;
   }
   const execmon::Command* c = execmon::FindCommand(name);
@@ -333,6 +346,170 @@ int CmdPolicyTest(const std::vector<char*>& args) {
     }
   }
   return v.decision == execmon::Decision::kDeny ? 3 : 0;
+}
+
+int CmdIndexBuild(const std::vector<char*>& args) {
+  if (args.size() < 4) {
+    return CommandUsage("index build", "want at least one SOURCE");
+  }
+  const std::string out = absl::GetFlag(FLAGS_output);
+  if (out.empty() || out == "stdout" || out == "none") {
+    return CommandUsage("index build",
+                        "--output=FILE names the index to write");
+  }
+  execmon::Index index;
+  const std::vector<std::string> under =
+      absl::StrSplit(absl::GetFlag(FLAGS_under), ',', absl::SkipEmpty());
+  for (size_t i = 3; i < args.size(); ++i) {
+    if (absl::Status s = execmon::AddIndexSource(args[i], under, &index);
+        !s.ok()) {
+      std::fprintf(stderr, "execmon: %s\n", std::string(s.message()).c_str());
+      return 1;
+    }
+  }
+  if (absl::Status s = execmon::WriteIndex(index, out); !s.ok()) {
+    std::fprintf(stderr, "execmon: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  size_t packaged = 0;
+  for (const execmon::IndexEntry& e : index.entries) {
+    if (!e.package.name.empty()) ++packaged;
+  }
+  std::fprintf(stderr,
+               "execmon: %s: %zu entries (%zu from packages) from %zu "
+               "sources; %llu files looked at, %llu ELF files without a "
+               "build ID, %llu unreadable\n",
+               out.c_str(), index.entries.size(), packaged,
+               index.sources.size(),
+               static_cast<unsigned long long>(index.stats.files),
+               static_cast<unsigned long long>(index.stats.elf_without_id),
+               static_cast<unsigned long long>(index.stats.unreadable));
+  return 0;
+}
+
+int CmdIndexQuery(const std::vector<char*>& args) {
+  if (args.size() < 4)
+    return CommandUsage("index query", "want at least one FILE");
+  std::string want_id;
+  if (const std::string hex = absl::GetFlag(FLAGS_build_id); !hex.empty()) {
+    auto raw = execmon::ParseBuildIdHex(hex);
+    if (!raw.ok()) {
+      std::fprintf(stderr, "execmon: --build_id: %s\n",
+                   std::string(raw.status().message()).c_str());
+      return 2;
+    }
+    want_id = *raw;
+  }
+  const std::string want_pkg = absl::GetFlag(FLAGS_package);
+  const bool json = absl::GetFlag(FLAGS_format) == "json";
+  int found = 0;
+  for (size_t i = 3; i < args.size(); ++i) {
+    absl::StatusOr<execmon::Index> index = execmon::ReadIndex(args[i]);
+    if (!index.ok()) {
+      std::fprintf(stderr, "execmon: %s\n",
+                   std::string(index.status().message()).c_str());
+      return 1;
+    }
+    for (const execmon::IndexEntry& e : index->entries) {
+      if (!want_id.empty() && e.build_id != want_id) continue;
+      if (!want_pkg.empty() && e.package.name != want_pkg) continue;
+      ++found;
+      const std::string id = absl::BytesToHexString(e.build_id);
+      if (json) {
+        rapidjson::StringBuffer sb;
+        rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+        w.StartObject();
+        w.Key("index");
+        w.String(args[i]);
+        w.Key("build_id");
+        w.String(id.c_str());
+        w.Key("path");
+        w.String(e.path.c_str());
+        w.Key("size");
+        w.Uint64(e.size);
+        w.Key("sha256");
+        w.String(absl::BytesToHexString(e.sha256).c_str());
+        if (!e.package.name.empty()) {
+          w.Key("package");
+          w.StartObject();
+          w.Key("name");
+          w.String(e.package.name.c_str());
+          w.Key("version");
+          w.String(e.package.version.c_str());
+          w.Key("arch");
+          w.String(e.package.arch.c_str());
+          w.Key("source");
+          w.String(e.package.source.c_str());
+          w.EndObject();
+        }
+        w.EndObject();
+        std::printf("%s\n", sb.GetString());
+      } else {
+        std::printf("%s  %s %s %s  %s\n", id.c_str(),
+                    e.package.name.empty() ? "-" : e.package.name.c_str(),
+                    e.package.version.empty() ? "-" : e.package.version.c_str(),
+                    e.package.arch.empty() ? "-" : e.package.arch.c_str(),
+                    e.path.c_str());
+      }
+    }
+  }
+  return found > 0 ? 0 : 1;
+}
+
+// YAML double-quoted scalar (JSON string syntax is valid YAML).
+std::string Quoted(absl::string_view s) {
+  rapidjson::StringBuffer sb;
+  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+  w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+  return sb.GetString();
+}
+
+int CmdPolicyGenerate(const std::vector<char*>& args) {
+  if (args.size() != 3) {
+    return CommandUsage("policy generate",
+                        absl::StrCat("unexpected argument '", args[3], "'"));
+  }
+  const std::string from = absl::GetFlag(FLAGS_from_index);
+  const std::string name = absl::GetFlag(FLAGS_name);
+  const std::string mode = absl::GetFlag(FLAGS_mode);
+  if (from.empty() || name.empty()) {
+    return CommandUsage("policy generate",
+                        "--from_index and --name are needed");
+  }
+  if (mode != "audit" && mode != "enforce") {
+    return CommandUsage("policy generate", "--mode: want audit or enforce");
+  }
+  absl::StatusOr<execmon::Index> index = execmon::ReadIndex(from);
+  if (!index.ok()) {
+    std::fprintf(stderr, "execmon: %s\n",
+                 std::string(index.status().message()).c_str());
+    return 1;
+  }
+  // One entry per build ID (the first path that has it names it).
+  std::vector<const execmon::IndexEntry*> unique;
+  absl::flat_hash_set<std::string> seen;
+  for (const execmon::IndexEntry& e : index->entries) {
+    if (seen.insert(e.build_id).second) unique.push_back(&e);
+  }
+  std::printf(
+      "# Generated by `execmon policy generate --from_index=%s`: every build "
+      "ID\n# in the index (%zu). A build ID names a build; it does not prove "
+      "a\n# file's content (docs/policies.md).\n"
+      "apiVersion: execmon.io/v1alpha1\nkind: ExecPolicy\nmetadata:\n"
+      "  name: %s\nspec:\n  mode: %s\n  action: %s\n  allow:\n",
+      from.c_str(), unique.size(), Quoted(name).c_str(), mode.c_str(),
+      mode == "enforce" ? "kill" : "alert");
+  for (const execmon::IndexEntry* e : unique) {
+    const std::string note =
+        e->package.name.empty()
+            ? e->path
+            : absl::StrCat(e->package.name, " ", e->package.version, " ",
+                           e->path);
+    std::printf("    - {buildId: %s, note: %s}\n",
+                absl::BytesToHexString(e->build_id).c_str(),
+                Quoted(note).c_str());
+  }
+  return 0;
 }
 
 int CmdBuildId(const std::vector<char*>& args) {
@@ -529,12 +706,12 @@ int main(int argc, char** argv) {
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) return Usage();
   std::string name = args[1];
-  if (name == "policy") {
+  if (name == "policy" || name == "index") {
     if (args.size() < 3) {
-      std::fputs(execmon::GroupHelp("policy").c_str(), stderr);
+      std::fputs(execmon::GroupHelp(name).c_str(), stderr);
       return 2;
     }
-    name = absl::StrCat("policy ", args[2]);
+    name = absl::StrCat(name, " ", args[2]);
   }
   const execmon::Command* cmd = execmon::FindCommand(name);
   if (cmd == nullptr || cmd->name == "help") {
@@ -560,6 +737,9 @@ int main(int argc, char** argv) {
   if (name == "buildid") return CmdBuildId(args);
   if (name == "policy lint") return CmdPolicyLint(args);
   if (name == "policy test") return CmdPolicyTest(args);
+  if (name == "policy generate") return CmdPolicyGenerate(args);
+  if (name == "index build") return CmdIndexBuild(args);
+  if (name == "index query") return CmdIndexQuery(args);
   if (args.size() > 2) {
     return CommandUsage("run",
                         absl::StrCat("unexpected argument '", args[2], "'"));

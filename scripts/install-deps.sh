@@ -10,6 +10,8 @@ BUILD_PACKAGES=(
   # libcurl also serves agent/k8s (the pod watcher's HTTP client)
   prometheus-cpp-dev libmicrohttpd-dev libcurl4-openssl-dev
   librdkafka-dev libjemalloc-dev
+  # the build-ID index (agent/index): archives, Debian metadata, sha256
+  libarchive-dev libapt-pkg-dev libssl-dev
   # tests: the unit tests are built with everything else by scripts/build.sh
   # (the image recipe builds the agent alone and does not need these)
   libgtest-dev libgmock-dev

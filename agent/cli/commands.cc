@@ -23,6 +23,7 @@ absl::flat_hash_set<absl::string_view> ClaimedFlags() {
   absl::flat_hash_set<absl::string_view> out;
   for (const Command& c : Commands())
     out.insert(c.flags.begin(), c.flags.end());
+  out.erase("output");  // shared by run and index build
   return out;
 }
 
@@ -41,6 +42,14 @@ std::string Wrap(absl::string_view text, size_t indent, size_t width = 78) {
   if (!line.empty())
     absl::StrAppend(&out, std::string(indent, ' '), line, "\n");
   return out;
+}
+
+// A command name padded to the summary column.
+std::string Padded(absl::string_view name) {
+  constexpr size_t kColumn = 18;
+  return absl::StrCat(
+      name,
+      std::string(name.size() < kColumn ? kColumn - name.size() : 1, ' '));
 }
 
 std::string Usage(const Command& cmd) {
@@ -94,6 +103,37 @@ const std::vector<Command>& Commands() {
        "execmon policy test /etc/execmon/policies --build_id=6d1b5b9e0ab5f1c1 "
        "--namespace=prod --labels=app=web",
        {std::begin(kPolicyTestFlags), std::end(kPolicyTestFlags)}},
+      {"policy generate",
+       "--from_index=FILE --name=NAME [--mode=enforce]",
+       "print an allowlist policy of every build ID in an index",
+       "Prints an ExecPolicy (YAML) that allows every build ID in the index "
+       "(execmon index build): an image's or a package set's allowlist in "
+       "one command. Add a selector before enforcing it: an allowlist kills "
+       "everything it does not list among the processes it selects.",
+       "execmon policy generate --from_index=web.idx --name=web-allowlist > "
+       "web.yaml",
+       {"from_index", "name", "mode"}},
+      {"index build",
+       "--output=FILE SOURCE... [--under=PATH,...]",
+       "index the build IDs of root filesystems and .deb packages",
+       "Writes an index (docs/index.md) of every ELF file with a build ID in "
+       "the sources: a root filesystem directory (its dpkg database names "
+       "the packages) or .deb files (their control data does). Each entry has "
+       "the build ID, path, size, sha256 and package name, version, "
+       "architecture and source package.",
+       "execmon index build --output=bookworm.idx /var/cache/apt/archives/*.deb\n"
+       "execmon index build --output=rootfs.idx /srv/images/web/rootfs\n"
+       "execmon index build --output=bin.idx / --under=/usr/bin,/usr/sbin",
+       {"output", "under"}},
+      {"index query",
+       "FILE... [--build_id=HEX] [--package=NAME]",
+       "look up build IDs or packages in indexes",
+       "Prints the entries of the indexes that match: 'BUILD-ID  PACKAGE "
+       "VERSION ARCH  PATH', or one JSON object per line with --format=json. "
+       "Exit status 1 when nothing matches.",
+       "execmon index query bookworm.idx --build_id=6d1b5b9e0ab5f1c1\n"
+       "execmon index query bookworm.idx --package=curl --format=json",
+       {"build_id", "package", "format"}},
       {"schema",
        "",
        "print the JSON Schema of the events",
@@ -151,8 +191,7 @@ std::string TopHelp() {
       "ID\nof every executed binary in the kernel and judges it against "
       "policies.\n\nUsage: execmon COMMAND [ARGS] [flags]\n\nCommands:\n";
   for (const Command& c : Commands()) {
-    absl::StrAppend(&out, "  ", c.name, std::string(14 - c.name.size(), ' '),
-                    c.summary, "\n");
+    absl::StrAppend(&out, "  ", Padded(c.name), c.summary, "\n");
   }
   absl::StrAppend(&out,
                   "\nRun 'execmon help COMMAND' or 'execmon COMMAND --help' "
@@ -165,8 +204,7 @@ std::string GroupHelp(absl::string_view group) {
       absl::StrCat("Usage: execmon ", group, " COMMAND\n\nCommands:\n");
   for (const Command& c : Commands()) {
     if (!absl::StartsWith(c.name, absl::StrCat(group, " "))) continue;
-    absl::StrAppend(&out, "  ", c.name, std::string(14 - c.name.size(), ' '),
-                    c.summary, "\n");
+    absl::StrAppend(&out, "  ", Padded(c.name), c.summary, "\n");
   }
   absl::StrAppend(&out, "\nRun 'execmon help ", group,
                   " COMMAND' for a command's flags.\n");

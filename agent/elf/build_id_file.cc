@@ -172,6 +172,30 @@ absl::StatusOr<std::optional<std::string>> FindInSections(
 
 }  // namespace
 
+namespace {
+
+// The build ID of an opened image (name: for messages).
+absl::StatusOr<std::string> BuildIdOfElf(const std::string& path, Elf* elf) {
+  if (elf == nullptr) return LibelfError(path);
+  if (elf_kind(elf) != ELF_K_ELF) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not an ELF file"));
+  }
+  GElf_Ehdr ehdr;
+  if (gelf_getehdr(elf, &ehdr) == nullptr) return LibelfError(path);
+  size_t phnum = 0;
+  if (elf_getphdrnum(elf, &phnum) != 0) return LibelfError(path);
+
+  absl::StatusOr<std::optional<std::string>> found =
+      phnum > 0 ? FindInSegments(path, elf, phnum) : FindInSections(path, elf);
+  if (!found.ok()) return found.status();
+  if (!found->has_value()) {
+    return absl::NotFoundError(absl::StrCat(path, ": no GNU build-ID note"));
+  }
+  return std::move(**found);
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> ReadBuildIdFile(const std::string& path) {
   if (!LibelfReady()) {
     return absl::InternalError(
@@ -188,23 +212,16 @@ absl::StatusOr<std::string> ReadBuildIdFile(const std::string& path) {
         absl::StrCat(path, ": not a regular file"));
   }
   file.elf = elf_begin(file.fd, ELF_C_READ_MMAP, nullptr);
-  if (file.elf == nullptr) return LibelfError(path);
-  if (elf_kind(file.elf) != ELF_K_ELF) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not an ELF file"));
-  }
-  GElf_Ehdr ehdr;
-  if (gelf_getehdr(file.elf, &ehdr) == nullptr) return LibelfError(path);
-  size_t phnum = 0;
-  if (elf_getphdrnum(file.elf, &phnum) != 0) return LibelfError(path);
+  return BuildIdOfElf(path, file.elf);
+}
 
-  absl::StatusOr<std::optional<std::string>> found =
-      phnum > 0 ? FindInSegments(path, file.elf, phnum)
-                : FindInSections(path, file.elf);
-  if (!found.ok()) return found.status();
-  if (!found->has_value()) {
-    return absl::NotFoundError(absl::StrCat(path, ": no GNU build-ID note"));
-  }
-  return std::move(**found);
+absl::StatusOr<std::string> ReadBuildIdBytes(const std::string& name,
+                                             absl::string_view bytes) {
+  if (!LibelfReady()) return absl::InternalError("libelf: version mismatch");
+  OpenElf image;
+  // elf_memory does not write through its pointer in ELF_C_READ mode.
+  image.elf = elf_memory(const_cast<char*>(bytes.data()), bytes.size());
+  return BuildIdOfElf(name, image.elf);
 }
 
 }  // namespace execmon

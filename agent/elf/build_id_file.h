@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace execmon {
 
@@ -26,6 +27,11 @@ namespace execmon {
 //                     (transient: EIO, EAGAIN, EINTR, EMFILE, ENFILE,
 //                     ENOMEM), Internal otherwise.
 absl::StatusOr<std::string> ReadBuildIdFile(const std::string& path);
+
+// The same for an ELF image held in memory (a file read from an archive);
+// `name` starts every error message. The bytes must outlive the call only.
+absl::StatusOr<std::string> ReadBuildIdBytes(const std::string& name,
+                                             absl::string_view bytes);
 
 }  // namespace execmon
 

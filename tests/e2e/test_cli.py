@@ -22,13 +22,14 @@ def test_version():
     assert r.returncode == 0 and re.fullmatch(r"\d+\.\d+\.\d+\n", r.stdout), r.stdout
 
 
-COMMANDS = ["run", "buildid", "policy lint", "policy test", "schema", "version", "help"]
+COMMANDS = ["run", "buildid", "policy lint", "policy test", "policy generate",
+            "index build", "index query", "schema", "version", "help"]
 
 
 def test_help_lists_every_command():
     r = cli("help")
     assert r.returncode == 0
-    listed = re.findall(r"^  (\S+(?: lint| test)?) ", r.stdout, re.M)
+    listed = re.findall(r"^  ([a-z]+(?: [a-z]+)?)  ", r.stdout, re.M)
     assert listed == COMMANDS, r.stdout
     assert cli("--help").stdout == r.stdout
     # No command: the same list, as a usage error.
@@ -57,7 +58,13 @@ def test_each_command_has_its_own_help(name):
     policy_test = {"build_id", "namespace", "labels", "container", "host", "format"}
     if name == "run":
         assert {"policies", "output", "metrics_address", "kafka_brokers"} <= flags
-        assert not flags & policy_test
+        assert not flags & (policy_test | {"package", "from_index", "name", "mode", "under"})
+    elif name == "policy generate":
+        assert flags == {"from_index", "name", "mode"}
+    elif name == "index build":
+        assert flags == {"output", "under"}
+    elif name == "index query":
+        assert flags == {"build_id", "package", "format"}
     elif name == "policy test":
         assert flags == policy_test
     elif name == "policy lint":
@@ -69,7 +76,8 @@ def test_each_command_has_its_own_help(name):
 def test_policy_group_help_lists_its_commands():
     r = cli("policy", "--help")
     assert r.returncode == 0
-    assert re.findall(r"^  (policy \w+) ", r.stdout, re.M) == ["policy lint", "policy test"]
+    assert re.findall(r"^  (policy \w+) ", r.stdout, re.M) == [
+        "policy lint", "policy test", "policy generate"]
     bare = cli("policy")
     assert bare.returncode == 2 and bare.stderr == r.stdout
 
@@ -77,9 +85,10 @@ def test_policy_group_help_lists_its_commands():
 @pytest.mark.parametrize("args,message", [
     (["run", "--format=json"],
      "execmon run: --format is not a flag of 'run' (it belongs to 'policy lint', "
-     "'policy test'); see 'execmon help run'"),
+     "'policy test', 'index query'); see 'execmon help run'"),
     (["run", "--build-id=ab"],
-     "execmon run: --build_id is not a flag of 'run' (it belongs to 'policy test')"),
+     "execmon run: --build_id is not a flag of 'run' (it belongs to 'policy test', "
+     "'index query')"),
     (["buildid", "--policies=/x", "/bin/true"],
      "execmon buildid: --policies is not a flag of 'buildid' (it belongs to 'run')"),
     (["policy", "lint", "/x", "--host"],

@@ -1,0 +1,424 @@
+#include "agent/index/index.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "agent/elf/build_id_file.h"
+#include "agent/index/debian.h"
+#include "rapidjson/document.h"
+#include "rapidjson/stringbuffer.h"
+#include "rapidjson/writer.h"
+
+namespace execmon {
+namespace {
+
+std::string Sha256(absl::string_view bytes) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
+  return std::string(reinterpret_cast<char*>(md), len);
+}
+
+bool IsElf(absl::string_view bytes) {
+  return bytes.size() >= 4 && bytes.substr(0, 4) ==
+                                  "\x7f"
+                                  "ELF";
+}
+
+// One file's bytes: an entry when it is an ELF file with a build ID.
+void AddFile(const std::string& path, absl::string_view bytes,
+             const PackageInfo* package, int source, Index* index) {
+  ++index->stats.files;
+  if (!IsElf(bytes)) return;
+  absl::StatusOr<std::string> id = ReadBuildIdBytes(path, bytes);
+  if (!id.ok()) {
+    ++index->stats.elf_without_id;
+    return;
+  }
+  IndexEntry e;
+  e.build_id = *std::move(id);
+  e.path = path;
+  e.size = bytes.size();
+  e.sha256 = Sha256(bytes);
+  if (package != nullptr) e.package = *package;
+  e.source = source;
+  index->entries.push_back(std::move(e));
+}
+
+absl::StatusOr<std::string> ReadWhole(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::UnavailableError(absl::StrCat(path, ": cannot open"));
+  std::string data((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  if (in.bad())
+    return absl::UnavailableError(absl::StrCat(path, ": read error"));
+  return data;
+}
+
+absl::Status WalkRootfs(
+    const std::string& dir, const std::string& top,
+    const absl::flat_hash_map<std::string, PackageInfo>& owners, int source,
+    Index* index);
+
+absl::Status AddRootfs(const std::string& dir,
+                       const std::vector<std::string>& under, Index* index) {
+  absl::StatusOr<absl::flat_hash_map<std::string, PackageInfo>> owners =
+      ReadDpkgOwners(dir);
+  if (!owners.ok()) return owners.status();
+  const int source = static_cast<int>(index->sources.size());
+  index->sources.push_back({"rootfs", dir});
+  if (under.empty()) return WalkRootfs(dir, dir, *owners, source, index);
+  for (const std::string& sub : under) {
+    if (!absl::StartsWith(sub, "/") || absl::StrContains(sub, "/../") ||
+        absl::EndsWith(sub, "/..")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--under=", sub, ": want an absolute path inside the root"));
+    }
+    absl::Status s = WalkRootfs(dir, dir + sub, *owners, source, index);
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+// Walks top (dir itself or a subtree of it); paths are recorded relative
+// to dir.
+absl::Status WalkRootfs(
+    const std::string& dir, const std::string& top,
+    const absl::flat_hash_map<std::string, PackageInfo>& owners, int source,
+    Index* index) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path root = fs::path(dir);
+  fs::recursive_directory_iterator it(
+      fs::path(top), fs::directory_options::skip_permission_denied, ec);
+  if (ec) return absl::NotFoundError(absl::StrCat(top, ": ", ec.message()));
+  struct stat root_st;
+  if (stat(top.c_str(), &root_st) != 0) {
+    return absl::NotFoundError(absl::StrCat(top, ": cannot stat"));
+  }
+  for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) {
+      ++index->stats.unreadable;
+      ec.clear();
+      continue;
+    }
+    struct stat st;
+    if (lstat(it->path().c_str(), &st) != 0) {
+      ++index->stats.unreadable;
+      continue;
+    }
+    // One file system, like `find -xdev`: /proc, /sys and other mounts
+    // inside the tree stay out.
+    if (S_ISDIR(st.st_mode)) {
+      if (st.st_dev != root_st.st_dev) it.disable_recursion_pending();
+      continue;
+    }
+    // Never follow symlinks (out of the tree), never open devices or FIFOs.
+    if (!S_ISREG(st.st_mode)) continue;
+    // Lexically: resolving symlinks in the path would leave the tree.
+    std::string rel = "/" + it->path().lexically_relative(root).string();
+    // Only files that start like an ELF file are read whole.
+    char magic[4] = {};
+    {
+      std::ifstream probe(it->path(), std::ios::binary);
+      if (!probe.read(magic, 4) || absl::string_view(magic, 4) !=
+                                       "\x7f"
+                                       "ELF") {
+        ++index->stats.files;
+        continue;
+      }
+    }
+    absl::StatusOr<std::string> bytes = ReadWhole(it->path().string());
+    if (!bytes.ok()) {
+      ++index->stats.unreadable;
+      continue;
+    }
+    auto owner = owners.find(rel);
+    AddFile(rel, *bytes, owner == owners.end() ? nullptr : &owner->second,
+            source, index);
+  }
+  return absl::OkStatus();
+}
+
+struct ArchiveCloser {
+  void operator()(struct archive* a) const { archive_read_free(a); }
+};
+using ArchivePtr = std::unique_ptr<struct archive, ArchiveCloser>;
+
+absl::Status ArchiveError(const std::string& what, struct archive* a) {
+  const char* msg = archive_error_string(a);
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, ": ", msg != nullptr ? msg : "archive error"));
+}
+
+// The current entry's data, whole.
+absl::StatusOr<std::string> EntryData(struct archive* a,
+                                      const std::string& what) {
+  std::string out;
+  char buf[1 << 16];
+  for (;;) {
+    la_ssize_t n = archive_read_data(a, buf, sizeof(buf));
+    if (n < 0) return ArchiveError(what, a);
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+// A tar (any compression libarchive knows) held in memory: calls fn(path,
+// bytes) for every regular file in it.
+template <typename Fn>
+absl::Status ForEachTarFile(const std::string& what, const std::string& tar,
+                            Fn fn) {
+  ArchivePtr a(archive_read_new());
+  archive_read_support_filter_all(a.get());
+  archive_read_support_format_tar(a.get());
+  if (archive_read_open_memory(a.get(), tar.data(), tar.size()) != ARCHIVE_OK) {
+    return ArchiveError(what, a.get());
+  }
+  struct archive_entry* entry;
+  int rc;
+  while ((rc = archive_read_next_header(a.get(), &entry)) == ARCHIVE_OK) {
+    if (archive_entry_filetype(entry) != AE_IFREG) continue;
+    if (archive_entry_hardlink(entry) != nullptr) continue;  // a second name
+    std::string path = archive_entry_pathname(entry);
+    if (absl::StartsWith(path, "./")) path.erase(0, 1);
+    if (!absl::StartsWith(path, "/")) path.insert(0, "/");
+    absl::StatusOr<std::string> data = EntryData(a.get(), what);
+    if (!data.ok()) return data.status();
+    fn(path, *data);
+  }
+  if (rc != ARCHIVE_EOF) return ArchiveError(what, a.get());
+  return absl::OkStatus();
+}
+
+absl::Status AddDeb(const std::string& deb, Index* index) {
+  ArchivePtr a(archive_read_new());
+  archive_read_support_format_ar(a.get());
+  if (archive_read_open_filename(a.get(), deb.c_str(), 1 << 16) != ARCHIVE_OK) {
+    return ArchiveError(deb, a.get());
+  }
+  std::string control_tar, data_tar;
+  struct archive_entry* entry;
+  int rc;
+  while ((rc = archive_read_next_header(a.get(), &entry)) == ARCHIVE_OK) {
+    const std::string name = archive_entry_pathname(entry);
+    if (absl::StartsWith(name, "control.tar")) {
+      absl::StatusOr<std::string> d = EntryData(a.get(), deb);
+      if (!d.ok()) return d.status();
+      control_tar = *std::move(d);
+    } else if (absl::StartsWith(name, "data.tar")) {
+      absl::StatusOr<std::string> d = EntryData(a.get(), deb);
+      if (!d.ok()) return d.status();
+      data_tar = *std::move(d);
+    }
+  }
+  if (rc != ARCHIVE_EOF) return ArchiveError(deb, a.get());
+  if (control_tar.empty() || data_tar.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        deb, ": not a Debian package (no control.tar or data.tar)"));
+  }
+  std::string control;
+  absl::Status s =
+      ForEachTarFile(deb + " control.tar", control_tar,
+                     [&](const std::string& path, absl::string_view bytes) {
+                       if (path == "/control") control = std::string(bytes);
+                     });
+  if (!s.ok()) return s;
+  absl::StatusOr<PackageInfo> package = ParseControl(control);
+  if (!package.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(deb, ": ", package.status().message()));
+  }
+  const int source = static_cast<int>(index->sources.size());
+  index->sources.push_back({"deb", deb});
+  return ForEachTarFile(deb + " data.tar", data_tar,
+                        [&](const std::string& path, absl::string_view bytes) {
+                          AddFile(path, bytes, &*package, source, index);
+                        });
+}
+
+std::string Hex(absl::string_view raw) { return absl::BytesToHexString(raw); }
+
+// Lowercase or uppercase hex of whole bytes.
+bool FromHex(absl::string_view hex, std::string* out) {
+  if (hex.size() % 2 != 0) return false;
+  for (char c : hex) {
+    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) return false;
+  }
+  *out = absl::HexStringToBytes(hex);
+  return true;
+}
+
+}  // namespace
+
+absl::Status AddIndexSource(const std::string& source,
+                            const std::vector<std::string>& under,
+                            Index* index) {
+  struct stat st;
+  if (stat(source.c_str(), &st) != 0) {
+    return absl::NotFoundError(
+        absl::StrCat(source, ": no such file or directory"));
+  }
+  if (S_ISDIR(st.st_mode)) return AddRootfs(source, under, index);
+  if (!under.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": --under applies to root filesystems only"));
+  }
+  if (absl::EndsWith(source, ".deb")) return AddDeb(source, index);
+  return absl::InvalidArgumentError(absl::StrCat(
+      source,
+      ": not a source (want a root filesystem directory or a .deb file)"));
+}
+
+absl::Status WriteIndex(const Index& index, const std::string& path) {
+  const std::string tmp = path + ".tmp";
+  std::FILE* f = std::fopen(tmp.c_str(), "w");
+  if (f == nullptr)
+    return absl::UnavailableError(absl::StrCat(tmp, ": cannot create"));
+  auto line = [&](const rapidjson::StringBuffer& sb) {
+    std::fwrite(sb.GetString(), 1, sb.GetSize(), f);
+    std::fputc('\n', f);
+  };
+  {
+    rapidjson::StringBuffer sb;
+    rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+    w.StartObject();
+    w.Key("execmon_index");
+    w.Int(kIndexFormatVersion);
+    w.Key("created");
+    const std::string now = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(),
+                                             absl::UTCTimeZone());
+    w.String(now.c_str());
+    w.Key("sources");
+    w.StartArray();
+    for (const IndexSource& s : index.sources) {
+      w.StartObject();
+      w.Key("kind");
+      w.String(s.kind.c_str());
+      w.Key("ref");
+      w.String(s.ref.c_str());
+      w.EndObject();
+    }
+    w.EndArray();
+    w.Key("entries");
+    w.Uint64(index.entries.size());
+    w.EndObject();
+    line(sb);
+  }
+  for (const IndexEntry& e : index.entries) {
+    rapidjson::StringBuffer sb;
+    rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+    w.StartObject();
+    w.Key("build_id");
+    w.String(Hex(e.build_id).c_str());
+    w.Key("path");
+    w.String(e.path.data(), static_cast<rapidjson::SizeType>(e.path.size()));
+    w.Key("size");
+    w.Uint64(e.size);
+    w.Key("sha256");
+    w.String(Hex(e.sha256).c_str());
+    if (!e.package.name.empty()) {
+      w.Key("package");
+      w.StartObject();
+      w.Key("name");
+      w.String(e.package.name.c_str());
+      w.Key("version");
+      w.String(e.package.version.c_str());
+      w.Key("arch");
+      w.String(e.package.arch.c_str());
+      w.Key("source");
+      w.String(e.package.source.c_str());
+      w.EndObject();
+    }
+    w.Key("source");
+    w.Int(e.source);
+    w.EndObject();
+    line(sb);
+  }
+  const bool ok = std::ferror(f) == 0;
+  if (std::fclose(f) != 0 || !ok) {
+    std::remove(tmp.c_str());
+    return absl::UnavailableError(absl::StrCat(path, ": write failed"));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::UnavailableError(absl::StrCat(path, ": rename failed"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Index> ReadIndex(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  Index index;
+  std::string text;
+  int lineno = 0;
+  auto bad = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ":", lineno, ": ", what));
+  };
+  auto str = [](const rapidjson::Value& o, const char* k) -> std::string {
+    auto it = o.FindMember(k);
+    return it != o.MemberEnd() && it->value.IsString() ? it->value.GetString()
+                                                       : std::string();
+  };
+  while (std::getline(in, text)) {
+    ++lineno;
+    rapidjson::Document d;
+    d.Parse(text.data(), text.size());
+    if (d.HasParseError() || !d.IsObject()) return bad("not a JSON object");
+    if (lineno == 1) {
+      if (!d.HasMember("execmon_index") || !d["execmon_index"].IsInt()) {
+        return bad("not an execmon index (no \"execmon_index\" header)");
+      }
+      if (d["execmon_index"].GetInt() != kIndexFormatVersion) {
+        return bad(absl::StrCat("index format ", d["execmon_index"].GetInt(),
+                                ", this execmon reads ", kIndexFormatVersion));
+      }
+      if (d.HasMember("sources") && d["sources"].IsArray()) {
+        for (const auto& s : d["sources"].GetArray()) {
+          index.sources.push_back({str(s, "kind"), str(s, "ref")});
+        }
+      }
+      continue;
+    }
+    IndexEntry e;
+    std::string id, sha;
+    if (!FromHex(str(d, "build_id"), &id) || id.empty() || id.size() > 20) {
+      return bad("build_id: want 1-20 bytes of hex");
+    }
+    e.build_id = id;
+    e.path = str(d, "path");
+    if (d.HasMember("size") && d["size"].IsUint64())
+      e.size = d["size"].GetUint64();
+    if (FromHex(str(d, "sha256"), &sha)) e.sha256 = sha;
+    if (d.HasMember("package") && d["package"].IsObject()) {
+      const auto& p = d["package"];
+      e.package = {str(p, "name"), str(p, "version"), str(p, "arch"),
+                   str(p, "source")};
+    }
+    if (d.HasMember("source") && d["source"].IsInt())
+      e.source = d["source"].GetInt();
+    index.entries.push_back(std::move(e));
+  }
+  if (lineno == 0)
+    return absl::InvalidArgumentError(absl::StrCat(path, ": empty"));
+  return index;
+}
+
+}  // namespace execmon

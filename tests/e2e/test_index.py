@@ -1,0 +1,193 @@
+"""The build-ID index on real data: Debian packages fetched with apt-get
+download (two versions of one package), and this machine's own root
+filesystem with its dpkg database (docs/index.md)."""
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import EXECMON, readelf_build_id
+
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "execmon" / "index-debs"
+# (package, version): hello once, curl in two versions (a bookworm point
+# release and a bookworm-security build).
+DEBS = [("hello", "2.10-3"), ("curl", "7.88.1-10+deb12u15"), ("curl", "7.88.1-10+deb12u5")]
+
+
+def cli(*args, timeout=600):
+    return subprocess.run([str(EXECMON), *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def debs():
+    """The real .deb files, downloaded once into the cache."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, version in DEBS:
+        want = list(CACHE.glob(f"{name}_{version.replace(':', '%3a')}_*.deb"))
+        if not want:
+            r = subprocess.run(["apt-get", "download", "-q", f"{name}={version}"],
+                               cwd=CACHE, capture_output=True, text=True, timeout=300)
+            assert r.returncode == 0, f"apt-get download {name}={version}: {r.stderr}"
+            want = list(CACHE.glob(f"{name}_{version.replace(':', '%3a')}_*.deb"))
+        assert len(want) == 1, want
+        out[(name, version)] = want[0]
+    return out
+
+
+def unpack(deb, dest):
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(dest)], check=True)
+    return dest
+
+
+def query(*args):
+    r = cli("index", "query", *args, "--format=json")
+    return r.returncode, [json.loads(l) for l in r.stdout.splitlines()]
+
+
+@pytest.fixture(scope="session")
+def deb_index(debs, tmp_path_factory):
+    idx = tmp_path_factory.mktemp("index") / "debs.idx"
+    r = cli("index", "build", f"--output={idx}", *debs.values())
+    assert r.returncode == 0, r.stderr
+    assert "entries" in r.stderr
+    return idx
+
+
+def test_deb_entries_are_the_files_and_their_package(debs, deb_index, tmp_path):
+    rc, got = query(deb_index, "--package=hello")
+    assert rc == 0
+    by_path = {e["path"]: e for e in got}
+    hello = by_path["/usr/bin/hello"]
+    assert hello["package"] == {"name": "hello", "version": "2.10-3", "arch": "amd64",
+                                "source": "hello"}
+    # Independent oracles on the unpacked file: readelf, `execmon buildid`,
+    # sha256sum's algorithm, the size.
+    f = unpack(debs[("hello", "2.10-3")], tmp_path / "hello") / "usr/bin/hello"
+    assert hello["build_id"] == readelf_build_id(f)
+    assert cli("buildid", f).stdout.split()[0] == hello["build_id"]
+    assert hello["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()
+    assert hello["size"] == f.stat().st_size
+
+
+def test_two_versions_of_one_package_are_two_builds(debs, deb_index, tmp_path):
+    rc, got = query(deb_index, "--package=curl")
+    assert rc == 0
+    curl = {e["package"]["version"]: e for e in got if e["path"] == "/usr/bin/curl"}
+    assert set(curl) == {"7.88.1-10+deb12u15", "7.88.1-10+deb12u5"}
+    assert curl["7.88.1-10+deb12u15"]["build_id"] != curl["7.88.1-10+deb12u5"]["build_id"]
+    for version, e in curl.items():
+        f = unpack(debs[("curl", version)], tmp_path / version) / "usr/bin/curl"
+        assert e["build_id"] == readelf_build_id(f)
+    # A build ID finds its package and version.
+    old = curl["7.88.1-10+deb12u5"]
+    rc, hits = query(deb_index, f"--build_id={old['build_id']}")
+    assert rc == 0 and [h["package"]["version"] for h in hits] == ["7.88.1-10+deb12u5"]
+    # Text output: BUILD-ID  PACKAGE VERSION ARCH  PATH.
+    r = cli("index", "query", deb_index, f"--build_id={old['build_id']}")
+    assert r.stdout == f"{old['build_id']}  curl 7.88.1-10+deb12u5 amd64  /usr/bin/curl\n"
+    # Nothing matches: exit status 1.
+    assert cli("index", "query", deb_index, "--build_id=00").returncode == 1
+
+
+def test_index_format_header(deb_index, debs):
+    lines = deb_index.read_text().splitlines()
+    head = json.loads(lines[0])
+    assert head["execmon_index"] == 1
+    assert [s["kind"] for s in head["sources"]] == ["deb"] * len(debs)
+    assert head["entries"] == len(lines) - 1
+    for line in lines[1:]:
+        e = json.loads(line)
+        assert 0 <= e["source"] < len(head["sources"])
+        assert len(bytes.fromhex(e["sha256"])) == 32
+
+
+def test_rootfs_installed_by_dpkg(debs, tmp_path):
+    # A root filesystem whose packages the real dpkg installed (its own
+    # status file and info/*.list): entries carry the installed versions,
+    # and a file no package lists has none.
+    root = tmp_path / "root"
+    for d in ("var/lib/dpkg/info", "var/lib/dpkg/updates"):
+        (root / d).mkdir(parents=True)
+    (root / "var/lib/dpkg/status").write_text("")
+    r = subprocess.run(["dpkg", f"--root={root}", "--force-depends",
+                        "--force-script-chrootless", "--force-not-root", "-i",
+                        debs[("hello", "2.10-3")], debs[("curl", "7.88.1-10+deb12u5")]],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    (root / "opt").mkdir()
+    stray = root / "opt" / "stray"
+    stray.write_bytes((root / "usr/bin/hello").read_bytes())
+    idx = tmp_path / "root.idx"
+    r = cli("index", "build", f"--output={idx}", root)
+    assert r.returncode == 0, r.stderr
+    rc, got = query(idx)
+    by_path = {e["path"]: e for e in got}
+    assert by_path["/usr/bin/hello"]["package"]["version"] == "2.10-3"
+    assert by_path["/usr/bin/curl"]["package"]["version"] == "7.88.1-10+deb12u5"
+    assert "package" not in by_path["/opt/stray"]
+    assert by_path["/opt/stray"]["build_id"] == by_path["/usr/bin/hello"]["build_id"]
+    head = json.loads(idx.read_text().splitlines()[0])
+    assert head["sources"] == [{"kind": "rootfs", "ref": str(root)}]
+
+
+def test_this_machines_root_filesystem(tmp_path):
+    # The machine's own root and dpkg database, its /usr/bin only: ls
+    # belongs to coreutils at the version dpkg says is installed, and every
+    # ELF file there with a build ID is an entry.
+    idx = tmp_path / "root.idx"
+    r = cli("index", "build", f"--output={idx}", "/", "--under=/usr/bin")
+    assert r.returncode == 0, r.stderr
+    rc, got = query(idx)
+    by_path = {e["path"]: e for e in got}
+    ls = by_path["/usr/bin/ls"]
+    version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "coreutils"],
+                             capture_output=True, text=True, check=True).stdout
+    assert ls["package"]["name"] == "coreutils"
+    assert ls["package"]["version"] == version
+    assert ls["build_id"] == readelf_build_id("/usr/bin/ls")
+    assert all(p.startswith("/usr/bin/") for p in by_path)
+    # dpkg -S agrees on the owner of a sample of entries.
+    # (Merged /usr: dpkg may know /usr/bin/x as /bin/x.)
+    for path in sorted(p for p, e in by_path.items() if "package" in e)[:20]:
+        for name in (path, path.removeprefix("/usr")):
+            r = subprocess.run(["dpkg", "-S", name], capture_output=True, text=True)
+            if r.returncode == 0:
+                break
+        assert r.returncode == 0, (path, r.stderr)
+        owners = {o.strip().split(":")[0] for o in r.stdout.split(": ", 1)[0].split(",")}
+        assert by_path[path]["package"]["name"] in owners, (path, r.stdout)
+
+
+def test_generated_allowlist_is_a_valid_policy(deb_index, tmp_path):
+    r = cli("policy", "generate", f"--from_index={deb_index}", "--name=debs-allow")
+    assert r.returncode == 0, r.stderr
+    doc = yaml.safe_load(r.stdout)
+    assert doc["kind"] == "ExecPolicy" and doc["metadata"]["name"] == "debs-allow"
+    assert doc["spec"]["mode"] == "audit" and doc["spec"]["action"] == "alert"
+    ids = {a["buildId"] for a in doc["spec"]["allow"]}
+    _, everything = query(deb_index)  # no filter: every entry
+    assert ids == {e["build_id"] for e in everything}
+    pol = tmp_path / "pol"
+    pol.mkdir()
+    (pol / "allow.yaml").write_text(r.stdout)
+    lint = cli("policy", "lint", pol)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    # The policy says yes to an indexed build and no to another.
+    some = next(iter(ids))
+    assert cli("policy", "test", pol, f"--build_id={some}", "--host").returncode == 0
+    assert cli("policy", "test", pol, "--build_id=0123456789abcdef", "--host").returncode == 3
+
+
+def test_index_errors():
+    r = cli("index", "build", "--output=/tmp/x.idx", "/nonexistent")
+    assert r.returncode == 1 and "/nonexistent: no such file" in r.stderr
+    r = cli("index", "build", "/")
+    assert r.returncode == 2 and "--output=FILE" in r.stderr
+    r = cli("index", "query", "/etc/passwd")
+    assert r.returncode == 1 and "not" in r.stderr

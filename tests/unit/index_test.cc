@@ -1,0 +1,113 @@
+// The build-ID index: Debian control stanzas (libapt-pkg) and the index
+// file's reader on bad input. Real packages and root filesystems are in
+// tests/e2e/test_index.py.
+#include "agent/index/index.h"
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "agent/index/debian.h"
+#include "gtest/gtest.h"
+
+namespace execmon {
+namespace {
+
+TEST(ParseControlTest, PackageVersionArchitectureAndSourceName) {
+  absl::StatusOr<PackageInfo> p = ParseControl(
+      "Package: libssl3\nSource: openssl (3.0.11-1~deb12u2)\n"
+      "Version: 3.0.11-1~deb12u2\nArchitecture: amd64\n"
+      "Description: Secure Sockets Layer toolkit\n continued line\n");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->name, "libssl3");
+  EXPECT_EQ(p->version, "3.0.11-1~deb12u2");
+  EXPECT_EQ(p->arch, "amd64");
+  EXPECT_EQ(p->source, "openssl");
+}
+
+TEST(ParseControlTest, SourceDefaultsToThePackage) {
+  absl::StatusOr<PackageInfo> p =
+      ParseControl("Package: hello\nVersion: 2.10-3\nArchitecture: amd64\n");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->source, "hello");
+}
+
+TEST(ParseControlTest, WithoutPackageOrVersionIsAnError) {
+  EXPECT_EQ(ParseControl("Version: 1\n").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseControl("Package: x\n").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(ParseControl("").ok());
+}
+
+TEST(ReadDpkgOwnersTest, RootWithoutADpkgDatabaseOwnsNothing) {
+  auto owners = ReadDpkgOwners(::testing::TempDir() + "/no-such-root");
+  ASSERT_TRUE(owners.ok()) << owners.status();
+  EXPECT_TRUE(owners->empty());
+}
+
+std::string WriteTemp(const std::string& name, const std::string& text) {
+  const std::string path = ::testing::TempDir() + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST(ReadIndexTest, RejectsWhatIsNotAnIndexOfThisVersion) {
+  struct Case {
+    const char* text;
+    const char* error;
+  } cases[] = {
+      {"", "empty"},
+      {"not json\n", ":1: not a JSON object"},
+      {"{\"hello\":1}\n", ":1: not an execmon index"},
+      {"{\"execmon_index\":2}\n", ":1: index format 2, this execmon reads 1"},
+      {"{\"execmon_index\":1}\n{\"build_id\":\"zz\"}\n",
+       ":2: build_id: want 1-20 bytes of hex"},
+      {"{\"execmon_index\":1}\n{\"build_id\":\"abc\"}\n",
+       ":2: build_id: want 1-20 bytes of hex"},
+      {"{\"execmon_index\":1}\n{\"build_id\":"
+       "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}\n",
+       ":2: build_id: want 1-20 bytes of hex"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.text);
+    const std::string path = WriteTemp("bad.idx", c.text);
+    absl::StatusOr<Index> idx = ReadIndex(path);
+    ASSERT_FALSE(idx.ok());
+    EXPECT_TRUE(absl::StrContains(idx.status().message(), c.error))
+        << idx.status();
+  }
+}
+
+TEST(ReadIndexTest, WrittenIndexReadsBack) {
+  Index index;
+  index.sources.push_back({"deb", "x.deb"});
+  IndexEntry e;
+  e.build_id = std::string("\x01\x02\xab", 3);
+  e.path = "/usr/bin/x \"quoted\"";
+  e.size = 42;
+  e.sha256 = std::string(32, '\x5a');
+  e.package = {"x", "1.0-1", "amd64", "xsrc"};
+  index.entries.push_back(e);
+  IndexEntry bare = e;
+  bare.package = {};
+  index.entries.push_back(bare);
+  const std::string path = ::testing::TempDir() + "/ok.idx";
+  ASSERT_TRUE(WriteIndex(index, path).ok());
+  absl::StatusOr<Index> back = ReadIndex(path);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_EQ(back->entries.size(), 2u);
+  EXPECT_EQ(back->entries[0].build_id, e.build_id);
+  EXPECT_EQ(back->entries[0].path, e.path);
+  EXPECT_EQ(back->entries[0].size, 42u);
+  EXPECT_EQ(back->entries[0].sha256, e.sha256);
+  EXPECT_EQ(back->entries[0].package.source, "xsrc");
+  EXPECT_TRUE(back->entries[1].package.name.empty());
+  EXPECT_EQ(back->sources.size(), 1u);
+  std::remove(path.c_str());
+}
+
+}  // namespace
+}  // namespace execmon
