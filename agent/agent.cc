@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <utility>
@@ -123,6 +124,13 @@ Agent::Agent(AgentOptions options,
       writer_(options_.node) {
   writer_.set_boot_to_real_ns(BootToRealtimeNs());
   writer_.set_cluster(options_.cluster);
+  writer_.set_package_lookup([this](absl::string_view id, PackageView* out) {
+    std::optional<PackageRef> p =
+        packages_ ? packages_->Find(id) : std::nullopt;
+    if (!p.has_value()) return false;
+    *out = {p->name, p->version, p->arch, p->source};
+    return true;
+  });
   auto cgroups = CgroupResolver::Create(options_.max_cgroups);
   if (cgroups.ok()) {
     cgroups_ = *std::move(cgroups);
@@ -629,6 +637,34 @@ void Agent::MaybeReload() {
   }
 }
 
+absl::Status Agent::LoadIndexes() {
+  absl::StatusOr<PackageMap> map = PackageMap::Load(options_.index_paths);
+  if (!map.ok()) return map.status();
+  LogInfo("index: ", map->size(), " build IDs of ", map->packages(),
+          " package versions from ", map->files(), " files");
+  packages_ = std::make_shared<const PackageMap>(*std::move(map));
+  return absl::OkStatus();
+}
+
+void Agent::MaybeReloadIndexes() {
+  if (index_watchers_.empty()) return;
+  absl::Time now = absl::Now();
+  for (auto& w : index_watchers_) {
+    if (w->Changed()) index_change_seen_ = now;
+  }
+  if (index_change_seen_ == absl::InfiniteFuture() ||
+      now - index_change_seen_ < options_.reload_debounce) {
+    return;
+  }
+  index_change_seen_ = absl::InfiniteFuture();
+  ++counters_.index_reloads;
+  if (absl::Status s = LoadIndexes(); !s.ok()) {
+    ++counters_.index_reload_errors;
+    LogError("index reload rejected, previous indexes stay loaded: ",
+             s.message());
+  }
+}
+
 void Agent::OnRecord(absl::Span<const uint8_t> data) {
   auto rec = DecodeRecord(data);
   if (!rec.ok()) {
@@ -834,6 +870,18 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
   health_.bpf_attached.store(true);
   health_.loop_heartbeat_ns.store(MonotonicNs());
   if (absl::Status s = StartPodWatcher(); !s.ok()) return s;
+  if (!options_.index_paths.empty()) {
+    // Loaded before the snapshot, so its objects name their packages.
+    for (const std::string& path : options_.index_paths) {
+      std::error_code ec;
+      const bool dir = std::filesystem::is_directory(path, ec);
+      auto w = PolicyWatcher::Create(
+          dir ? path : std::filesystem::path(path).parent_path().string());
+      if (!w.ok()) return w.status();
+      index_watchers_.push_back(*std::move(w));
+    }
+    if (absl::Status s = LoadIndexes(); !s.ok()) return s;
+  }
   if (options_.snapshot) {
     if (absl::Status s = Snapshot(); !s.ok()) {
       LogWarning("snapshot failed, continuing without it: ", s.message());
@@ -860,6 +908,7 @@ absl::Status Agent::Run(const std::atomic<bool>& stop) {
     if (*n > 0 || released > 0) FlushSinks();
     Tick();
     MaybeReload();
+    MaybeReloadIndexes();
   }
   health_.ready.store(false);
   loader_->Detach();

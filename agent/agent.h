@@ -20,6 +20,7 @@
 #include "agent/container/cgroup_resolver.h"
 #include "agent/event/event.h"
 #include "agent/event/json_writer.h"
+#include "agent/index/package_map.h"
 #include "agent/k8s/pod_watcher.h"
 #include "agent/metrics/http_server.h"
 #include "agent/metrics/metrics.h"
@@ -38,7 +39,10 @@ struct AgentOptions {
   bool snapshot = true;
   bool emit_snapshot = true;
   std::string policy_dir;  // empty: no policies
-  std::string cluster;     // reported as "cluster" when set
+  // Build-ID indexes (files or directories, docs/index.md): events name the
+  // Debian package of indexed build IDs. Hot-reloaded.
+  std::vector<std::string> index_paths;
+  std::string cluster;  // reported as "cluster" when set
   size_t max_cgroups = 65536;
   // Kubernetes pod metadata: "auto" (in-cluster or a kubeconfig when one is
   // found), "on" (required), "off".
@@ -72,6 +76,8 @@ struct AgentCounters {
   uint64_t held_release_errors = 0;
   uint64_t policy_reloads = 0;
   uint64_t policy_reload_errors = 0;
+  uint64_t index_reloads = 0;
+  uint64_t index_reload_errors = 0;
   uint64_t sweep_events = 0;
   uint64_t policies_loaded = 0;
   uint64_t events_waited_for_pod = 0;
@@ -120,6 +126,9 @@ class Agent {
   void ReportKernelLoss(bool final_report);
   void Sweep();
   void MaybeReload();
+  // Loads options_.index_paths; on success the new map replaces the old.
+  absl::Status LoadIndexes();
+  void MaybeReloadIndexes();
   // The policy directory parsed, or every error (file:line:col) in one.
   absl::StatusOr<PolicySet> ParsePolicies() const;
   // LoadPolicies, counted in the reload metrics.
@@ -139,6 +148,9 @@ class Agent {
   // judged just before a reload name the previous generation).
   std::vector<std::pair<uint32_t, std::shared_ptr<const PolicySet>>> sets_;
   std::unique_ptr<PolicyWatcher> watcher_;
+  std::shared_ptr<const PackageMap> packages_;
+  std::vector<std::unique_ptr<PolicyWatcher>> index_watchers_;
+  absl::Time index_change_seen_ = absl::InfiniteFuture();
   // The set validated before attaching, loaded by the first LoadPolicies()
   // (the directory is not parsed twice at start-up).
   std::optional<PolicySet> validated_;

@@ -149,6 +149,10 @@ ABSL_FLAG(std::string, namespace, "", "The pod's namespace.");
 ABSL_FLAG(std::string, labels, "", "The pod's labels, k=v,k2=v2.");
 ABSL_FLAG(std::string, container, "", "The container's name.");
 ABSL_FLAG(bool, host, false, "A process outside containers.");
+ABSL_FLAG(std::string, index, "",
+          "Build-ID indexes (execmon index build), comma-separated files or "
+          "directories: events name the Debian package of every indexed "
+          "build ID (process.package). Hot-reloaded; docs/index.md.");
 // `execmon index ...` and `execmon policy generate`
 ABSL_FLAG(std::string, package, "", "Only entries of this package (name).");
 ABSL_FLAG(std::string, under, "",
@@ -606,6 +610,8 @@ absl::Status CmdRun() {
     return absl::InvalidArgumentError("--poll_interval: want 1ms to 1s");
   }
   opts.policy_dir = absl::GetFlag(FLAGS_policies);
+  opts.index_paths =
+      absl::StrSplit(absl::GetFlag(FLAGS_index), ',', absl::SkipEmpty());
   opts.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   opts.cluster = absl::GetFlag(FLAGS_cluster);
   opts.kubernetes = absl::GetFlag(FLAGS_kubernetes);

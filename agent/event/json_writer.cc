@@ -214,6 +214,20 @@ void BuildIdFields(Writer& w, const BuildId& b) {
   if (b.known() && b.from_memory) Bool(w, "build_id_from_memory", true);
 }
 
+// "package": the build ID's Debian package, when an index names it.
+void PackageObject(Writer& w, const PackageLookup& lookup, const BuildId& b) {
+  if (!lookup || !b.known()) return;
+  PackageView p;
+  if (!lookup(b.bytes, &p)) return;
+  Key(w, "package");
+  w.StartObject();
+  Str(w, "name", p.name);
+  Str(w, "version", p.version);
+  Str(w, "arch", p.arch);
+  Str(w, "source", p.source);
+  w.EndObject();
+}
+
 // The file identity; exec events also know the inode's link count and mode.
 void FileFields(Writer& w, const FileKey& f, const ExecEvent* exec) {
   Key(w, "exe");
@@ -404,6 +418,7 @@ absl::string_view JsonWriter::Exec(const ExecEvent& e, const ProcessInfo& self,
   U64(w, "ktime_ns", e.ktime_ns);
   FileFields(w, e.exe, &e);
   BuildIdFields(w, e.build_id);
+  PackageObject(w, package_lookup_, e.build_id);
   if (e.resolved_ns != 0) {
     U64(w, "build_id_resolved_ns", e.resolved_ns);
   }
@@ -547,6 +562,7 @@ absl::string_view JsonWriter::Snapshot(
   if (exe != nullptr) {
     FileFields(w, exe->file, nullptr);
     BuildIdFields(w, exe->build_id);
+    PackageObject(w, package_lookup_, exe->build_id);
   } else {
     BuildIdFields(w, BuildId{});
   }
@@ -557,6 +573,7 @@ absl::string_view JsonWriter::Snapshot(
     Lossy path;
     path.Str(w, "path", o->path);
     BuildIdFields(w, o->build_id);
+    PackageObject(w, package_lookup_, o->build_id);
     U64(w, "inode", o->file.ino);
     U64(w, "dev", o->file.UserDev());
     path.Write(w);

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,15 @@ struct VerdictView {
   bool protected_process = false;    // a kill downgraded (pid 1, the agent)
 };
 
+// A build ID's Debian package, from the loaded build-ID indexes
+// (docs/index.md): `process.package` and each snapshot object's `package`.
+struct PackageView {
+  absl::string_view name, version, arch, source;
+};
+// Fills *out and returns true when the build ID (raw bytes) is indexed.
+using PackageLookup =
+    std::function<bool(absl::string_view build_id, PackageView* out)>;
+
 class JsonWriter {
  public:
   explicit JsonWriter(std::string node) : node_(std::move(node)) {}
@@ -46,6 +56,8 @@ class JsonWriter {
   int64_t boot_to_real_ns() const { return boot_to_real_ns_; }
 
   void set_cluster(std::string cluster) { cluster_ = std::move(cluster); }
+  // Where `package` objects come from; unset: events carry none.
+  void set_package_lookup(PackageLookup f) { package_lookup_ = std::move(f); }
 
   // Each returns the event's JSON document (one line, no newline), valid
   // until the next call on this writer.
@@ -82,6 +94,7 @@ class JsonWriter {
   std::string node_;
   std::string cluster_;
   int64_t boot_to_real_ns_ = 0;
+  PackageLookup package_lookup_;
   rapidjson::StringBuffer buf_;
   // The date and time of day of the last two seconds formatted.
   mutable std::array<SecondText, 2> seconds_;

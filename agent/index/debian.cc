@@ -5,6 +5,8 @@
 #include <apt-pkg/tagfile.h>
 
 #include <fstream>
+#include <iterator>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -61,12 +63,11 @@ absl::StatusOr<PackageInfo> ParseControl(absl::string_view stanza) {
   return p;
 }
 
-absl::StatusOr<absl::flat_hash_map<std::string, PackageInfo>> ReadDpkgOwners(
-    const std::string& root) {
+absl::StatusOr<absl::flat_hash_map<std::string, PackageInfo>> DpkgOwners(
+    const std::string& status,
+    absl::FunctionRef<std::optional<std::string>(const std::string&)>
+        read_list) {
   absl::flat_hash_map<std::string, PackageInfo> owners;
-  const std::string dpkg = root + "/var/lib/dpkg";
-  const std::string status = dpkg + "/status";
-  if (!FileExists(status)) return owners;
   FileFd fd;
   if (!fd.Open(status, FileFd::ReadOnly)) {
     return absl::UnavailableError(absl::StrCat(status, ": ", AptErrors()));
@@ -79,13 +80,13 @@ absl::StatusOr<absl::flat_hash_map<std::string, PackageInfo>> ReadDpkgOwners(
     PackageInfo p = FromSection(section);
     // Multi-Arch: same packages list their files as name:arch.list.
     for (const std::string& list :
-         {absl::StrCat(dpkg, "/info/", p.name, ".list"),
-          absl::StrCat(dpkg, "/info/", p.name, ":", p.arch, ".list")}) {
-      std::ifstream in(list);
-      std::string line;
-      while (std::getline(in, line)) {
+         {absl::StrCat(p.name, ".list"),
+          absl::StrCat(p.name, ":", p.arch, ".list")}) {
+      std::optional<std::string> text = read_list(list);
+      if (!text.has_value()) continue;
+      for (absl::string_view line : absl::StrSplit(*text, '\n')) {
         if (line.empty() || line == "/.") continue;
-        owners.insert_or_assign(line, p);
+        owners.insert_or_assign(std::string(line), p);
         // Merged /usr: dpkg lists /bin/x, the file lives at /usr/bin/x.
         for (absl::string_view moved :
              {"/bin/", "/sbin/", "/lib/", "/lib32/", "/lib64/", "/libx32/"}) {
@@ -100,6 +101,21 @@ absl::StatusOr<absl::flat_hash_map<std::string, PackageInfo>> ReadDpkgOwners(
     return absl::InvalidArgumentError(absl::StrCat(status, ": ", AptErrors()));
   }
   return owners;
+}
+
+absl::StatusOr<absl::flat_hash_map<std::string, PackageInfo>> ReadDpkgOwners(
+    const std::string& root) {
+  const std::string dpkg = root + "/var/lib/dpkg";
+  const std::string status = dpkg + "/status";
+  if (!FileExists(status))
+    return absl::flat_hash_map<std::string, PackageInfo>();
+  return DpkgOwners(status,
+                    [&](const std::string& list) -> std::optional<std::string> {
+                      std::ifstream in(absl::StrCat(dpkg, "/info/", list));
+                      if (!in) return std::nullopt;
+                      return std::string((std::istreambuf_iterator<char>(in)),
+                                         std::istreambuf_iterator<char>());
+                    });
 }
 
 }  // namespace execmon

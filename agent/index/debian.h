@@ -4,9 +4,11 @@
 #ifndef EXECMON_AGENT_INDEX_DEBIAN_H_
 #define EXECMON_AGENT_INDEX_DEBIAN_H_
 
+#include <optional>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "agent/index/index.h"
@@ -23,6 +25,13 @@ absl::StatusOr<PackageInfo> ParseControl(absl::string_view stanza);
 // when root has no dpkg database.
 absl::StatusOr<absl::flat_hash_map<std::string, PackageInfo>> ReadDpkgOwners(
     const std::string& root);
+
+// The same from a status file at `status` and the info/*.list files that
+// read_list("<package>[:<arch>].list") returns (nullopt: no such list).
+absl::StatusOr<absl::flat_hash_map<std::string, PackageInfo>> DpkgOwners(
+    const std::string& status,
+    absl::FunctionRef<std::optional<std::string>(const std::string&)>
+        read_list);
 
 }  // namespace execmon
 

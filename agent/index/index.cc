@@ -4,14 +4,17 @@
 #include <archive_entry.h>
 #include <openssl/evp.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -253,6 +256,283 @@ absl::Status AddDeb(const std::string& deb, Index* index) {
                         });
 }
 
+// --- OCI image layouts --------------------------------------------------
+
+absl::StatusOr<rapidjson::Document> ReadJsonFile(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadWhole(path);
+  if (!text.ok()) return text.status();
+  rapidjson::Document d;
+  d.Parse(text->data(), text->size());
+  if (d.HasParseError() || !d.IsObject()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": not a JSON object"));
+  }
+  return d;
+}
+
+std::string JsonStr(const rapidjson::Value& o, const char* k) {
+  if (!o.IsObject()) return "";
+  auto it = o.FindMember(k);
+  return it != o.MemberEnd() && it->value.IsString() ? it->value.GetString()
+                                                     : std::string();
+}
+
+// blobs/<algorithm>/<hex> of a digest "<algorithm>:<hex>".
+absl::StatusOr<std::string> BlobPath(const std::string& dir,
+                                     const std::string& digest) {
+  const size_t colon = digest.find(':');
+  if (colon == std::string::npos || colon == 0 ||
+      digest.find('/') != std::string::npos ||
+      digest.find("..") != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir, ": bad digest \"", digest, "\""));
+  }
+  return absl::StrCat(dir, "/blobs/", digest.substr(0, colon), "/",
+                      digest.substr(colon + 1));
+}
+
+// The whiteout-aware union of an image's layers, read from the top layer
+// down: a path is taken from the highest layer that has it, unless a
+// higher layer deleted it (.wh.NAME), made its directory opaque
+// (.wh..wh..opq) or put a non-directory at one of its ancestors.
+class LayerUnion {
+ public:
+  // Whether an entry of the layer being read is visible (and not yet
+  // taken from a higher layer); records it as taken.
+  bool Take(const std::string& path, bool is_dir) {
+    for (std::string p = path; !p.empty() && p != "/";
+         p = p.substr(0, p.rfind('/'))) {
+      if (hidden_.contains(p)) return false;
+      if (p != path && (opaque_.contains(p) || shadow_.contains(p))) {
+        return false;
+      }
+    }
+    if (!taken_.insert(path).second) return false;
+    if (!is_dir) layer_shadow_.push_back(path);
+    return true;
+  }
+  void Whiteout(const std::string& path) { layer_hidden_.push_back(path); }
+  void Opaque(const std::string& dir) { layer_opaque_.push_back(dir); }
+  // A layer is done: its deletions apply to the layers below it.
+  void EndLayer() {
+    hidden_.insert(layer_hidden_.begin(), layer_hidden_.end());
+    opaque_.insert(layer_opaque_.begin(), layer_opaque_.end());
+    shadow_.insert(layer_shadow_.begin(), layer_shadow_.end());
+    layer_hidden_.clear();
+    layer_opaque_.clear();
+    layer_shadow_.clear();
+  }
+
+ private:
+  absl::flat_hash_set<std::string> taken_, hidden_, opaque_, shadow_;
+  std::vector<std::string> layer_hidden_, layer_opaque_, layer_shadow_;
+};
+
+absl::Status AddOciLayout(const std::string& dir, const std::string& ref,
+                          const std::string& want_name, Index* index) {
+  absl::StatusOr<rapidjson::Document> top = ReadJsonFile(dir + "/index.json");
+  if (!top.ok()) return top.status();
+  if (!top->HasMember("manifests") || !(*top)["manifests"].IsArray() ||
+      (*top)["manifests"].Empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir, "/index.json: no manifests"));
+  }
+  // The manifest named want_name (org.opencontainers.image.ref.name), or
+  // the first one.
+  const rapidjson::Value* desc = nullptr;
+  std::string image;
+  for (const auto& m : (*top)["manifests"].GetArray()) {
+    const std::string name =
+        m.HasMember("annotations")
+            ? JsonStr(m["annotations"], "org.opencontainers.image.ref.name")
+            : "";
+    if (want_name.empty() || name == want_name) {
+      desc = &m;
+      image = name;
+      break;
+    }
+  }
+  if (desc == nullptr) {
+    return absl::NotFoundError(absl::StrCat(ref, ": no image named \"",
+                                            want_name, "\" in the layout"));
+  }
+  std::string digest = JsonStr(*desc, "digest");
+  absl::StatusOr<std::string> path = BlobPath(dir, digest);
+  if (!path.ok()) return path.status();
+  absl::StatusOr<rapidjson::Document> manifest = ReadJsonFile(*path);
+  if (!manifest.ok()) return manifest.status();
+  // A multi-platform image index: its linux/amd64 image.
+  if (manifest->HasMember("manifests") && (*manifest)["manifests"].IsArray()) {
+    std::string chosen;
+    for (const auto& m : (*manifest)["manifests"].GetArray()) {
+      if (!m.HasMember("platform")) continue;
+      if (JsonStr(m["platform"], "os") == "linux" &&
+          JsonStr(m["platform"], "architecture") == "amd64") {
+        chosen = JsonStr(m, "digest");
+        break;
+      }
+    }
+    if (chosen.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(ref, ": the image index has no linux/amd64 image"));
+    }
+    digest = chosen;
+    path = BlobPath(dir, digest);
+    if (!path.ok()) return path.status();
+    manifest = ReadJsonFile(*path);
+    if (!manifest.ok()) return manifest.status();
+  }
+  if (!manifest->HasMember("layers") || !(*manifest)["layers"].IsArray()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(ref, ": manifest ", digest, " has no layers"));
+  }
+  std::vector<std::string> layers;
+  for (const auto& l : (*manifest)["layers"].GetArray()) {
+    absl::StatusOr<std::string> blob = BlobPath(dir, JsonStr(l, "digest"));
+    if (!blob.ok()) return blob.status();
+    layers.push_back(*blob);
+  }
+  const int source = static_cast<int>(index->sources.size());
+  index->sources.push_back({"oci", ref, image, digest});
+  const size_t first_entry = index->entries.size();
+
+  LayerUnion fs;
+  std::string status;
+  absl::flat_hash_map<std::string, std::string> lists;
+  for (auto layer = layers.rbegin(); layer != layers.rend(); ++layer) {
+    ArchivePtr a(archive_read_new());
+    archive_read_support_filter_all(a.get());
+    archive_read_support_format_tar(a.get());
+    if (archive_read_open_filename(a.get(), layer->c_str(), 1 << 16) !=
+        ARCHIVE_OK) {
+      return ArchiveError(*layer, a.get());
+    }
+    struct archive_entry* entry;
+    int rc;
+    while ((rc = archive_read_next_header(a.get(), &entry)) == ARCHIVE_OK) {
+      std::string p = archive_entry_pathname(entry);
+      if (absl::StartsWith(p, "./")) p.erase(0, 1);
+      if (!absl::StartsWith(p, "/")) p.insert(0, "/");
+      while (p.size() > 1 && p.back() == '/') p.pop_back();
+      const size_t slash = p.rfind('/');
+      const std::string parent = slash == 0 ? "/" : p.substr(0, slash);
+      const std::string base = p.substr(slash + 1);
+      if (base == ".wh..wh..opq") {
+        fs.Opaque(parent);
+        continue;
+      }
+      if (absl::StartsWith(base, ".wh.")) {
+        fs.Whiteout(
+            absl::StrCat(parent == "/" ? "" : parent, "/", base.substr(4)));
+        continue;
+      }
+      const bool is_dir = archive_entry_filetype(entry) == AE_IFDIR;
+      if (!fs.Take(p, is_dir)) continue;
+      if (archive_entry_filetype(entry) != AE_IFREG ||
+          archive_entry_hardlink(entry) != nullptr) {
+        continue;
+      }
+      const bool db = p == "/var/lib/dpkg/status" ||
+                      (absl::StartsWith(p, "/var/lib/dpkg/info/") &&
+                       absl::EndsWith(p, ".list"));
+      char magic[4] = {};
+      la_ssize_t n = 0;
+      std::string bytes;
+      if (!db) {
+        // Peek: only ELF files are read whole.
+        n = archive_read_data(a.get(), magic, sizeof(magic));
+        if (n < 0) return ArchiveError(*layer, a.get());
+        if (n < 4 || absl::string_view(magic, 4) !=
+                         "\x7f"
+                         "ELF") {
+          ++index->stats.files;
+          continue;
+        }
+        bytes.assign(magic, 4);
+      }
+      absl::StatusOr<std::string> rest = EntryData(a.get(), *layer);
+      if (!rest.ok()) return rest.status();
+      bytes += *rest;
+      if (p == "/var/lib/dpkg/status") {
+        status = std::move(bytes);
+      } else if (db) {
+        lists[p.substr(p.rfind('/') + 1)] = std::move(bytes);
+      } else {
+        AddFile(p, bytes, nullptr, source, index);
+      }
+    }
+    if (rc != ARCHIVE_EOF) return ArchiveError(*layer, a.get());
+    fs.EndLayer();
+  }
+  if (status.empty()) return absl::OkStatus();
+  // The image's dpkg database names the packages of its files.
+  char tmpl[] = "/tmp/execmon-dpkg-status-XXXXXX";
+  const int fd = mkstemp(tmpl);
+  if (fd < 0) return absl::UnavailableError("mkstemp failed");
+  const bool wrote = write(fd, status.data(), status.size()) ==
+                     static_cast<ssize_t>(status.size());
+  close(fd);
+  absl::StatusOr<absl::flat_hash_map<std::string, PackageInfo>> owners =
+      wrote ? DpkgOwners(
+                  tmpl,
+                  [&](const std::string& list) -> std::optional<std::string> {
+                    auto it = lists.find(list);
+                    if (it == lists.end()) return std::nullopt;
+                    return it->second;
+                  })
+            : absl::UnavailableError("writing the status file failed");
+  unlink(tmpl);
+  if (!owners.ok()) return owners.status();
+  for (size_t i = first_entry; i < index->entries.size(); ++i) {
+    auto it = owners->find(index->entries[i].path);
+    if (it != owners->end()) index->entries[i].package = it->second;
+  }
+  return absl::OkStatus();
+}
+
+// An OCI layout in a tar file: unpacked into a temporary directory.
+absl::Status AddOciArchive(const std::string& file, const std::string& ref,
+                           Index* index) {
+  char tmpl[] = "/tmp/execmon-oci-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) return absl::UnavailableError("mkdtemp failed");
+  const std::string dir = tmpl;
+  absl::Status s = [&]() -> absl::Status {
+    ArchivePtr a(archive_read_new());
+    archive_read_support_filter_all(a.get());
+    archive_read_support_format_tar(a.get());
+    if (archive_read_open_filename(a.get(), file.c_str(), 1 << 16) !=
+        ARCHIVE_OK) {
+      return ArchiveError(file, a.get());
+    }
+    struct archive_entry* entry;
+    int rc;
+    while ((rc = archive_read_next_header(a.get(), &entry)) == ARCHIVE_OK) {
+      std::string p = archive_entry_pathname(entry);
+      if (absl::StartsWith(p, "./")) p.erase(0, 2);
+      // Only the layout's regular files, never out of the directory.
+      if (archive_entry_filetype(entry) != AE_IFREG || p.empty() ||
+          p[0] == '/' || absl::StrContains(p, "..")) {
+        continue;
+      }
+      absl::StatusOr<std::string> data = EntryData(a.get(), file);
+      if (!data.ok()) return data.status();
+      const std::filesystem::path out = std::filesystem::path(dir) / p;
+      std::error_code ec;
+      std::filesystem::create_directories(out.parent_path(), ec);
+      std::ofstream o(out, std::ios::binary);
+      o.write(data->data(), static_cast<std::streamsize>(data->size()));
+      if (!o)
+        return absl::UnavailableError(
+            absl::StrCat(out.string(), ": write failed"));
+    }
+    if (rc != ARCHIVE_EOF) return ArchiveError(file, a.get());
+    return AddOciLayout(dir, ref, "", index);
+  }();
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  return s;
+}
+
 std::string Hex(absl::string_view raw) { return absl::BytesToHexString(raw); }
 
 // Lowercase or uppercase hex of whole bytes.
@@ -270,12 +550,30 @@ bool FromHex(absl::string_view hex, std::string* out) {
 absl::Status AddIndexSource(const std::string& source,
                             const std::vector<std::string>& under,
                             Index* index) {
+  if (absl::StartsWith(source, "oci-archive:")) {
+    return AddOciArchive(source.substr(12), source, index);
+  }
+  if (absl::StartsWith(source, "oci:")) {
+    // oci:DIR or oci:DIR:NAME (buildah's and skopeo's syntax).
+    std::string dir = source.substr(4), name;
+    const size_t colon = dir.rfind(':');
+    if (!std::filesystem::is_directory(dir) && colon != std::string::npos) {
+      name = dir.substr(colon + 1);
+      dir.resize(colon);
+    }
+    return AddOciLayout(dir, source, name, index);
+  }
   struct stat st;
   if (stat(source.c_str(), &st) != 0) {
     return absl::NotFoundError(
         absl::StrCat(source, ": no such file or directory"));
   }
-  if (S_ISDIR(st.st_mode)) return AddRootfs(source, under, index);
+  if (S_ISDIR(st.st_mode)) {
+    if (std::filesystem::exists(source + "/oci-layout")) {
+      return AddOciLayout(source, source, "", index);
+    }
+    return AddRootfs(source, under, index);
+  }
   if (!under.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": --under applies to root filesystems only"));
@@ -313,6 +611,14 @@ absl::Status WriteIndex(const Index& index, const std::string& path) {
       w.String(s.kind.c_str());
       w.Key("ref");
       w.String(s.ref.c_str());
+      if (!s.image.empty()) {
+        w.Key("image");
+        w.String(s.image.c_str());
+      }
+      if (!s.digest.empty()) {
+        w.Key("digest");
+        w.String(s.digest.c_str());
+      }
       w.EndObject();
     }
     w.EndArray();
@@ -392,7 +698,8 @@ absl::StatusOr<Index> ReadIndex(const std::string& path) {
       }
       if (d.HasMember("sources") && d["sources"].IsArray()) {
         for (const auto& s : d["sources"].GetArray()) {
-          index.sources.push_back({str(s, "kind"), str(s, "ref")});
+          index.sources.push_back({str(s, "kind"), str(s, "ref"),
+                                   str(s, "image"), str(s, "digest")});
         }
       }
       continue;

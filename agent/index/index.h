@@ -34,8 +34,10 @@ struct IndexEntry {
 };
 
 struct IndexSource {
-  std::string kind;  // "rootfs" or "deb"
-  std::string ref;   // the directory or file as given
+  std::string kind;    // "rootfs", "deb" or "oci"
+  std::string ref;     // the directory or file as given
+  std::string image;   // oci: the image's name (ref.name annotation)
+  std::string digest;  // oci: the image manifest's digest
 };
 
 // What a build met that did not become an entry.
@@ -52,8 +54,11 @@ struct Index {
 };
 
 // Adds one source: a directory (a root filesystem, with dpkg's database
-// under var/lib/dpkg when it has one) or a .deb file. `under`: for a root
-// filesystem, only these subtrees (absolute paths inside it); empty: all.
+// under var/lib/dpkg when it has one), a .deb file, or a container image:
+// "oci:DIR" (an OCI image layout, as `buildah push IMAGE oci:DIR` writes;
+// a directory with an oci-layout file is one too) or "oci-archive:FILE"
+// (the same as a tar). `under`: for a root filesystem, only these
+// subtrees (absolute paths inside it); empty: all.
 absl::Status AddIndexSource(const std::string& source,
                             const std::vector<std::string>& under,
                             Index* index);

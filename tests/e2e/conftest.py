@@ -97,6 +97,17 @@ class Agent:
     def log(self):
         return self.err.read_text()
 
+    def wait_for_log(self, pattern, timeout=10):
+        """The first match of regex pattern in the agent's log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = re.search(pattern, self.log())
+            if m:
+                return m
+            time.sleep(0.05)
+        raise AssertionError(f"no log line matching {pattern!r} within {timeout} s:\n"
+                             f"{self.log()}")
+
     def events(self):
         """All events so far (parsed), in output order."""
         if self.out.exists():

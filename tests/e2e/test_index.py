@@ -4,13 +4,14 @@ filesystem with its dpkg database (docs/index.md)."""
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import EXECMON, readelf_build_id
+from conftest import BIN, EXECMON, readelf_build_id, run
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "execmon" / "index-debs"
 # (package, version): hello once, curl in two versions (a bookworm point
@@ -191,3 +192,111 @@ def test_index_errors():
     assert r.returncode == 2 and "--output=FILE" in r.stderr
     r = cli("index", "query", "/etc/passwd")
     assert r.returncode == 1 and "not" in r.stderr
+
+
+def sh(*cmd):
+    return subprocess.run([str(c) for c in cmd], check=True, capture_output=True,
+                          text=True, timeout=300).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def oci_image(debs, tmp_path_factory):
+    """A real image built with buildah from a Debian root filesystem (hello
+    and curl installed by dpkg), then a second layer that deletes curl (a
+    whiteout) and adds a file; pushed as an OCI layout and an OCI archive."""
+    if shutil.which("buildah") is None:
+        pytest.fail("buildah not installed (scripts/install-deps.sh installs it)")
+    d = tmp_path_factory.mktemp("oci")
+    root = d / "root"
+    for sub in ("var/lib/dpkg/info", "var/lib/dpkg/updates"):
+        (root / sub).mkdir(parents=True)
+    (root / "var/lib/dpkg/status").write_text("")
+    sh("dpkg", f"--root={root}", "--force-depends", "--force-script-chrootless",
+       "--force-not-root", "-i", debs[("hello", "2.10-3")],
+       debs[("curl", "7.88.1-10+deb12u5")])
+    tag = f"localhost/execmon-index-e2e:{os.getpid()}"
+    ctr = sh("buildah", "from", "scratch")
+    try:
+        sh("buildah", "copy", ctr, root, "/")
+        sh("buildah", "commit", "--quiet", ctr, tag + "-base")
+    finally:
+        subprocess.run(["buildah", "rm", ctr], capture_output=True)
+    ctr = sh("buildah", "from", tag + "-base")
+    try:
+        mnt = Path(sh("buildah", "mount", ctr))
+        (mnt / "usr/bin/curl").unlink()
+        (mnt / "opt").mkdir(exist_ok=True)
+        (mnt / "opt/hello-copy").write_bytes((mnt / "usr/bin/hello").read_bytes())
+        sh("buildah", "umount", ctr)
+        sh("buildah", "commit", "--quiet", ctr, tag)
+    finally:
+        subprocess.run(["buildah", "rm", ctr], capture_output=True)
+    layout = d / "layout"
+    sh("buildah", "push", tag, f"oci:{layout}:web")
+    archive = d / "image.tar"
+    sh("buildah", "push", tag, f"oci-archive:{archive}:web")
+    yield {"tag": tag, "layout": layout, "archive": archive}
+    for t in (tag, tag + "-base"):
+        subprocess.run(["buildah", "rmi", "-f", t], capture_output=True)
+
+
+@pytest.mark.parametrize("kind", ["oci", "oci-archive"])
+def test_image_entries_follow_the_top_layer(oci_image, tmp_path, kind):
+    src = f"oci:{oci_image['layout']}:web" if kind == "oci" else f"oci-archive:{oci_image['archive']}"
+    idx = tmp_path / "image.idx"
+    r = cli("index", "build", f"--output={idx}", src)
+    assert r.returncode == 0, r.stderr
+    _, got = query(idx)
+    by_path = {e["path"]: e for e in got}
+    # hello from the image's dpkg database; curl deleted by the top layer
+    # (a whiteout) is gone; the added copy is in no package.
+    assert by_path["/usr/bin/hello"]["package"]["version"] == "2.10-3"
+    assert "/usr/bin/curl" not in by_path
+    assert "package" not in by_path["/opt/hello-copy"]
+    assert by_path["/opt/hello-copy"]["build_id"] == by_path["/usr/bin/hello"]["build_id"]
+    head = json.loads(idx.read_text().splitlines()[0])
+    (source,) = head["sources"]
+    assert source["kind"] == "oci" and source["ref"] == src
+    assert source["image"] == "web"  # the layout's ref.name
+    assert source["digest"].startswith("sha256:") and len(source["digest"]) == 71
+    # The manifest digest is the digest of the manifest blob.
+    if kind == "oci":
+        blob = oci_image["layout"] / "blobs" / "sha256" / source["digest"][7:]
+        assert hashlib.sha256(blob.read_bytes()).hexdigest() == source["digest"][7:]
+
+
+def test_agent_names_the_package_of_indexed_builds(agent_factory, debs, deb_index, tmp_path):
+    # The agent loads an index directory; exec events of indexed builds say
+    # which package and version they are, others say nothing; a new index
+    # file is picked up without a restart.
+    idx_dir = tmp_path / "indexes"
+    idx_dir.mkdir()
+    agent = agent_factory(f"--index={idx_dir}")
+    assert "index: 0 build IDs" in agent.log()
+    hello = unpack(debs[("hello", "2.10-3")], tmp_path / "hello") / "usr/bin/hello"
+    pid, r = run([hello])
+    assert r.returncode == 0, r.stderr
+    assert "package" not in agent.exec_event(pid)["process"]
+
+    shutil.copy(deb_index, idx_dir / "debs.idx")
+    agent.wait_for_log(r"index: [1-9]\d* build IDs", timeout=10)
+    pid, r = run([hello])
+    assert r.returncode == 0
+    p = agent.exec_event(pid)["process"]
+    assert p["package"] == {"name": "hello", "version": "2.10-3", "arch": "amd64",
+                            "source": "hello"}
+    for version in ("7.88.1-10+deb12u15", "7.88.1-10+deb12u5"):
+        curl = unpack(debs[("curl", version)], tmp_path / version) / "usr/bin/curl"
+        pid, r = run([curl, "--version"])
+        assert r.returncode == 0, r.stderr
+        assert agent.exec_event(pid)["process"]["package"]["version"] == version
+    # Not indexed: no package.
+    pid, r = run([BIN / "hello_pie8"])
+    assert "package" not in agent.exec_event(pid)["process"]
+
+
+def test_agent_rejects_a_bad_index(agent_factory, tmp_path):
+    bad = tmp_path / "bad.idx"
+    bad.write_text("not an index\n")
+    with pytest.raises(AssertionError, match="bad.idx:1: not a JSON object"):
+        agent_factory(f"--index={bad}")

@@ -1,0 +1,71 @@
+// The agent's view of loaded build-ID indexes (docs/index.md): build ID ->
+// the Debian package that ships it, for `process.package` in events.
+// Compact and immutable once loaded (a reload builds a new map): per build
+// ID 24 bytes in one sorted array (a 21-byte key and a 24-bit package
+// number; a hash table would round its capacity up to the next power of
+// two); per package version one record into a shared text arena.
+#ifndef EXECMON_AGENT_INDEX_PACKAGE_MAP_H_
+#define EXECMON_AGENT_INDEX_PACKAGE_MAP_H_
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace execmon {
+
+// Views into the map: valid while the map lives.
+struct PackageRef {
+  absl::string_view name, version, arch, source;
+};
+
+class PackageMap {
+ public:
+  // Loads every index named: a file, or a directory's regular files (names
+  // starting with '.' skipped, as a ConfigMap volume's "..data"). An
+  // unreadable or malformed index fails the load, naming file and line.
+  static absl::StatusOr<PackageMap> Load(const std::vector<std::string>& paths);
+
+  // The package of a build ID (raw bytes). When several indexes name
+  // different packages for one build ID, the first loaded wins (files in
+  // the order given, a directory's in name order).
+  std::optional<PackageRef> Find(absl::string_view build_id) const;
+
+  size_t size() const { return entries_.size(); }
+  size_t packages() const { return packages_.size(); }
+  size_t files() const { return files_; }
+
+ private:
+  using Key = std::array<uint8_t, 21>;  // [0]: length, then the ID
+  struct Entry {
+    Key key;
+    uint8_t package[3];  // little-endian package number
+    uint32_t number() const {
+      return package[0] | package[1] << 8 | package[2] << 16;
+    }
+  };
+  static_assert(sizeof(Entry) == 24);
+  struct Package {
+    uint32_t offset;  // into text_: name, version, arch, source
+    uint16_t len[4];
+  };
+
+  absl::Status LoadFile(const std::string& path);
+
+  std::vector<Entry> entries_;  // sorted by key once loaded
+  std::vector<Package> packages_;
+  std::string text_;
+  // While loading only: "name\nversion\narch\nsource" -> package number.
+  absl::flat_hash_map<std::string, uint32_t> interned_;
+  size_t files_ = 0;
+};
+
+}  // namespace execmon
+
+#endif  // EXECMON_AGENT_INDEX_PACKAGE_MAP_H_
