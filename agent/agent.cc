@@ -22,6 +22,7 @@
 #include "agent/common/log.h"
 #include "agent/common/version.h"
 #include "agent/event/decoder.h"
+#include "agent/index/package_rules.h"
 #include "agent/policy/compiler.h"
 #include "agent/policy/evaluator.h"
 #include "agent/policy/lint.h"
@@ -526,6 +527,17 @@ absl::Status Agent::LoadPolicies() {
     parsed = ParsePolicies();
   }
   if (!parsed.ok()) return parsed.status();
+  // denyPackages: package version ranges, to build IDs through the indexes.
+  for (const RuleExpansion& x : ExpandPackageRules(&*parsed, packages_.get())) {
+    if (packages_ == nullptr) {
+      LogWarning("policy ", x.policy, ": denyPackages ", x.rule->name,
+                 " denies nothing: no build-ID index is loaded (--index)");
+    } else {
+      LogInfo("policy ", x.policy, ": denyPackages ", x.rule->name,
+              x.rule->versions.empty() ? "" : " ", x.rule->versions, ": ",
+              x.builds.size(), " indexed build IDs");
+    }
+  }
   // Said every time such a policy is loaded, as `policy lint` says it.
   for (const PolicyWarning& w : PolicyWarnings(*parsed)) {
     LogWarning(w.ToString());
@@ -662,6 +674,15 @@ void Agent::MaybeReloadIndexes() {
     ++counters_.index_reload_errors;
     LogError("index reload rejected, previous indexes stay loaded: ",
              s.message());
+    return;
+  }
+  // denyPackages rules expand through the indexes: recompile them.
+  if (watcher_ != nullptr) {
+    ++counters_.policy_reloads;
+    if (absl::Status s = LoadPoliciesCounted(); !s.ok()) {
+      ++counters_.policy_reload_errors;
+      LogError("policy reload after an index change rejected: ", s.message());
+    }
   }
 }
 

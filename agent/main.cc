@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,8 @@
 #include "agent/elf/build_id_file.h"
 #include "agent/event/schema.h"
 #include "agent/index/index.h"
+#include "agent/index/package_map.h"
+#include "agent/index/package_rules.h"
 #include "agent/policy/evaluator.h"
 #include "agent/policy/lint.h"
 #include "agent/policy/parser.h"
@@ -272,6 +275,20 @@ int CmdPolicyTest(const std::vector<char*>& args) {
                  std::string(set.status().message()).c_str());
     return 1;
   }
+  // denyPackages rules expand through the indexes given with --index.
+  std::optional<execmon::PackageMap> packages;
+  if (const std::string idx = absl::GetFlag(FLAGS_index); !idx.empty()) {
+    absl::StatusOr<execmon::PackageMap> map =
+        execmon::PackageMap::Load(absl::StrSplit(idx, ',', absl::SkipEmpty()));
+    if (!map.ok()) {
+      std::fprintf(stderr, "execmon: %s\n",
+                   std::string(map.status().message()).c_str());
+      return 1;
+    }
+    packages = *std::move(map);
+  }
+  const std::vector<execmon::RuleExpansion> expansions =
+      execmon::ExpandPackageRules(&*set, packages ? &*packages : nullptr);
   absl::optional<std::string> id;
   std::string hex = absl::GetFlag(FLAGS_build_id);
   if (!hex.empty()) {
@@ -347,6 +364,26 @@ int CmdPolicyTest(const std::vector<char*>& args) {
       }
       std::printf("  %-32s %-8s %s\n", p.name.c_str(),
                   governs ? "governs" : "no scope", says.c_str());
+    }
+    // What each denyPackages rule expanded to (the first 20 builds).
+    for (const execmon::RuleExpansion& x : expansions) {
+      std::printf(
+          "denyPackages %s%s%s (policy %s): %s\n", x.rule->name.c_str(),
+          x.rule->versions.empty() ? "" : " ", x.rule->versions.c_str(),
+          x.policy.c_str(),
+          packages ? absl::StrCat(x.builds.size(), " indexed build IDs").c_str()
+                   : "no --index given: expands to nothing");
+      for (size_t i = 0; i < x.builds.size() && i < 20; ++i) {
+        const auto& [id, pkg] = x.builds[i];
+        std::printf("  %s  %.*s %.*s %.*s\n",
+                    absl::BytesToHexString(id).c_str(),
+                    static_cast<int>(pkg.name.size()), pkg.name.data(),
+                    static_cast<int>(pkg.version.size()), pkg.version.data(),
+                    static_cast<int>(pkg.arch.size()), pkg.arch.data());
+      }
+      if (x.builds.size() > 20) {
+        std::printf("  ... %zu more\n", x.builds.size() - 20);
+      }
     }
   }
   return v.decision == execmon::Decision::kDeny ? 3 : 0;

@@ -47,9 +47,9 @@ int main(int argc, char** argv) {
       const long pkg = i / 4;
       out << "{\"build_id\":\"" << absl::BytesToHexString(std::string(id, 20))
           << "\",\"path\":\"/usr/lib/x86_64-linux-gnu/libbench" << i
-          << ".so.1\",\"size\":123456,\"sha256\":\""
-          << std::string(64, 'a') << "\",\"package\":{\"name\":\"libbench"
-          << pkg << "\",\"version\":\"1.2." << pkg % 100
+          << ".so.1\",\"size\":123456,\"sha256\":\"" << std::string(64, 'a')
+          << "\",\"package\":{\"name\":\"libbench" << pkg
+          << "\",\"version\":\"1.2." << pkg % 100
           << "-1+deb12u1\",\"arch\":\"amd64\",\"source\":\"bench" << pkg / 10
           << "\"},\"source\":0}\n";
     }

@@ -16,7 +16,7 @@ namespace execmon {
 namespace {
 
 constexpr absl::string_view kPolicyTestFlags[] = {
-    "build_id", "namespace", "labels", "container", "host", "format"};
+    "build_id", "namespace", "labels", "container", "host", "format", "index"};
 
 // Flags some command other than "run" claims.
 absl::flat_hash_set<absl::string_view> ClaimedFlags() {
@@ -24,6 +24,7 @@ absl::flat_hash_set<absl::string_view> ClaimedFlags() {
   for (const Command& c : Commands())
     out.insert(c.flags.begin(), c.flags.end());
   out.erase("output");  // shared by run and index build
+  out.erase("index");   // shared by run and policy test
   return out;
 }
 
@@ -98,8 +99,9 @@ const std::vector<Command>& Commands() {
        "show the verdict the policies in DIR give one exec",
        "Evaluates the policies in DIR for an exec with the given build ID in "
        "the given place (--host, or a pod's --namespace, --labels, "
-       "--container), and shows what each policy says. Exit status 3 when "
-       "the decision is deny.",
+       "--container), and shows what each policy says. With --index, "
+       "denyPackages rules expand through those build-ID indexes and what "
+       "each expanded to is shown. Exit status 3 when the decision is deny.",
        "execmon policy test /etc/execmon/policies --build_id=6d1b5b9e0ab5f1c1 "
        "--namespace=prod --labels=app=web",
        {std::begin(kPolicyTestFlags), std::end(kPolicyTestFlags)}},
@@ -121,7 +123,8 @@ const std::vector<Command>& Commands() {
        "the packages) or .deb files (their control data does). Each entry has "
        "the build ID, path, size, sha256 and package name, version, "
        "architecture and source package.",
-       "execmon index build --output=bookworm.idx /var/cache/apt/archives/*.deb\n"
+       "execmon index build --output=bookworm.idx "
+       "/var/cache/apt/archives/*.deb\n"
        "execmon index build --output=rootfs.idx /srv/images/web/rootfs\n"
        "execmon index build --output=bin.idx / --under=/usr/bin,/usr/sbin",
        {"output", "under"}},

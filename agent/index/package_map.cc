@@ -177,7 +177,11 @@ std::optional<PackageRef> PackageMap::Find(absl::string_view build_id) const {
       std::lower_bound(entries_.begin(), entries_.end(), key,
                        [](const Entry& e, const Key& k) { return e.key < k; });
   if (it == entries_.end() || it->key != key) return std::nullopt;
-  const Package& p = packages_[it->number()];
+  return RefOf(it->number());
+}
+
+PackageRef PackageMap::RefOf(uint32_t package) const {
+  const Package& p = packages_[package];
   absl::string_view t(text_);
   size_t at = p.offset;
   PackageRef r;

@@ -37,6 +37,16 @@ class PackageMap {
   // the order given, a directory's in name order).
   std::optional<PackageRef> Find(absl::string_view build_id) const;
 
+  // Calls fn(build_id, PackageRef) for every build ID, in key order.
+  template <typename Fn>
+  void ForEach(Fn fn) const {
+    for (const Entry& e : entries_) {
+      fn(absl::string_view(reinterpret_cast<const char*>(e.key.data()) + 1,
+                           e.key[0]),
+         RefOf(e.number()));
+    }
+  }
+
   size_t size() const { return entries_.size(); }
   size_t packages() const { return packages_.size(); }
   size_t files() const { return files_; }
@@ -57,6 +67,7 @@ class PackageMap {
   };
 
   absl::Status LoadFile(const std::string& path);
+  PackageRef RefOf(uint32_t package) const;
 
   std::vector<Entry> entries_;  // sorted by key once loaded
   std::vector<Package> packages_;

@@ -22,11 +22,13 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "absl/types/optional.h"
 #include "agent/policy/list_file.h"
 #include "bpf/execmon_abi.h"
@@ -535,7 +537,7 @@ class DocumentParser {
     Fields f;
     CheckFields(spec, "spec",
                 {"mode", "action", "deny", "allow", "denyFrom", "allowFrom",
-                 "unknownBuildId", "selector"},
+                 "denyPackages", "unknownBuildId", "selector"},
                 &f);
     if (const Field* mode = Find(f, "mode")) {
       if (auto v = Enum<PolicyMode>(mode->value, "spec.mode", "a mode",
@@ -576,9 +578,72 @@ class DocumentParser {
       policy_.has_allow_list = true;
       ParseListFiles(allow_from->value, "spec.allowFrom", &policy_.allow);
     }
+    if (const Field* pkgs = Find(f, "denyPackages")) {
+      ParsePackageRules(pkgs->value, "spec.denyPackages");
+    }
     CheckConflicts();
     if (const Field* selector = Find(f, "selector")) {
       ParseSelector(selector->value);
+    }
+  }
+
+  void ParsePackageRules(const Ref& list, absl::string_view path) {
+    if (!ExpectKind(list, path, YNode::Kind::kSequence, "a sequence")) return;
+    const std::vector<int>& items = Node(list).children;
+    for (size_t i = 0; i < items.size() && !Stop(); ++i) {
+      std::string item_path = Index(path, i);
+      Ref item = At(items[i]);
+      if (!ExpectKind(item, item_path, YNode::Kind::kMap,
+                      "a mapping {name: PACKAGE, versions: RANGE, note: "
+                      "TEXT}")) {
+        continue;
+      }
+      Fields f;
+      CheckFields(item, item_path, {"name", "versions", "note"}, &f);
+      PackageRule rule;
+      const Field* name = Find(f, "name");
+      if (name == nullptr) {
+        Error(item, Join(item_path, "name"), "required");
+        continue;
+      }
+      std::string name_path = Join(item_path, "name");
+      absl::optional<std::string> n = String(name->value, name_path);
+      if (!n.has_value()) continue;
+      // Debian package names: lowercase letters, digits, + - . (policy 5.6.1).
+      bool valid = n->size() >= 2 && absl::ascii_isalnum(n->front());
+      for (char c : *n) {
+        valid = valid && (absl::ascii_islower(c) || absl::ascii_isdigit(c) ||
+                          c == '+' || c == '-' || c == '.');
+      }
+      if (!valid) {
+        Error(name->value, name_path,
+              absl::StrCat(QuoteForMessage(*n),
+                           " is not a Debian package name (lowercase "
+                           "letters, digits, + - .; at least two characters)"));
+        continue;
+      }
+      rule.name = *n;
+      rule.pos = SourcePos{ctx_->file, name->value.line, name->value.column};
+      if (const Field* versions = Find(f, "versions")) {
+        std::string v_path = Join(item_path, "versions");
+        absl::optional<std::string> v = String(versions->value, v_path);
+        if (!v.has_value()) continue;
+        absl::StatusOr<std::vector<VersionClause>> clauses =
+            ParseVersionRange(*v);
+        if (!clauses.ok()) {
+          Error(versions->value, v_path, clauses.status().message());
+          continue;
+        }
+        rule.clauses = *std::move(clauses);
+        rule.versions = *v;
+      }
+      if (const Field* note = Find(f, "note")) {
+        std::string note_path = Join(item_path, "note");
+        if (absl::optional<std::string> v = String(note->value, note_path)) {
+          rule.note = std::move(*v);
+        }
+      }
+      policy_.deny_packages.push_back(std::move(rule));
     }
   }
 
@@ -965,6 +1030,84 @@ void AddFileError(ParseResult* result, const std::string& file,
 
 std::string PolicyError::ToString() const {
   return absl::StrCat(PosText(pos), ": ", message);
+}
+
+namespace {
+
+// A Debian version (policy 5.6.12): [epoch:]upstream[-revision].
+bool ValidDebianVersion(absl::string_view v) {
+  if (v.empty()) return false;
+  const size_t colon = v.find(':');
+  if (colon != absl::string_view::npos) {
+    const absl::string_view epoch = v.substr(0, colon);
+    if (epoch.empty()) return false;
+    for (char c : epoch) {
+      if (!absl::ascii_isdigit(c)) return false;
+    }
+    v.remove_prefix(colon + 1);
+  }
+  absl::string_view upstream = v, revision;
+  const size_t dash = v.rfind('-');
+  if (dash != absl::string_view::npos) {
+    upstream = v.substr(0, dash);
+    revision = v.substr(dash + 1);
+    if (revision.empty()) return false;
+    for (char c : revision) {
+      if (!absl::ascii_isalnum(c) && c != '.' && c != '+' && c != '~') {
+        return false;
+      }
+    }
+  }
+  if (upstream.empty() || !absl::ascii_isdigit(upstream.front())) return false;
+  for (char c : upstream) {
+    if (!absl::ascii_isalnum(c) && c != '.' && c != '+' && c != '~' &&
+        c != '-' && !(c == ':' && colon != absl::string_view::npos)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<VersionClause>> ParseVersionRange(
+    absl::string_view text) {
+  std::vector<VersionClause> out;
+  if (absl::StripAsciiWhitespace(text).empty()) return out;
+  for (absl::string_view clause : absl::StrSplit(text, ',')) {
+    clause = absl::StripAsciiWhitespace(clause);
+    VersionClause c;
+    static constexpr std::pair<absl::string_view, VersionClause::Op> kOps[] = {
+        {"<<", VersionClause::Op::kLt},
+        {"<=", VersionClause::Op::kLe},
+        {">>", VersionClause::Op::kGt},
+        {">=", VersionClause::Op::kGe},
+        {"=", VersionClause::Op::kEq}};
+    bool found = false;
+    for (const auto& [op, value] : kOps) {
+      if (absl::ConsumePrefix(&clause, op)) {
+        c.op = value;
+        found = true;
+        break;
+      }
+    }
+    if (!found) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          QuoteForMessage(clause),
+          " has no relation (expected << <= = >= >> and a Debian version, "
+          "clauses separated by commas)"));
+    }
+    clause = absl::StripAsciiWhitespace(clause);
+    if (!ValidDebianVersion(clause)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          QuoteForMessage(clause),
+          " is not a Debian version ([epoch:]upstream[-revision], the "
+          "upstream version starting with a digit)"));
+    }
+    c.version = std::string(clause);
+    out.push_back(std::move(c));
+  }
+  return out;
 }
 
 std::string QuoteForMessage(absl::string_view s) {

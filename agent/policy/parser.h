@@ -86,6 +86,13 @@ absl::StatusOr<PolicySet> LoadPolicyDir(const std::string& dir);
 // digits, an even number)".
 absl::StatusOr<std::string> ParseBuildIdHex(absl::string_view hex);
 
+// A Debian version range: comma-separated clauses "OP VERSION", OP one of
+// << <= = >= >> (Debian's relations), VERSION a Debian version
+// ([epoch:]upstream[-revision], upstream starting with a digit). Empty
+// text: no clause (every version). InvalidArgument says what is wrong.
+absl::StatusOr<std::vector<VersionClause>> ParseVersionRange(
+    absl::string_view text);
+
 // Raw build-ID bytes -> lowercase hex.
 std::string BuildIdToHex(absl::string_view raw);
 

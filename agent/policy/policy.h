@@ -11,6 +11,8 @@
 //     allow: [{buildId: "...", note: "..."}]   # an allow list: others violate
 //     denyFrom: [lists/vulnerable.txt]          # one ID a line, '#' comments
 //     allowFrom: [lists/distro.txt]
+//     denyPackages:            # through the loaded build-ID indexes
+//       - {name: curl, versions: "<< 7.88.1-10+deb12u7", note: CVE-...}
 //     unknownBuildId: allow    # allow | deny: execs without a build ID
 //     selector:                # empty = everything on the node
 //       namespaces: [prod]
@@ -128,6 +130,24 @@ struct Selector {
   }
 };
 
+// One clause of a Debian version range: "<< 7.88.1-10+deb12u7".
+struct VersionClause {
+  enum class Op { kLt, kLe, kEq, kGe, kGt };  // << <= = >= >>
+  Op op = Op::kEq;
+  std::string version;
+};
+
+// A denyPackages entry: the indexed builds of package `name` whose version
+// satisfies every clause (no clauses: every version) are denied. Expanded
+// to build IDs through the loaded indexes when policies are compiled.
+struct PackageRule {
+  std::string name;
+  std::vector<VersionClause> clauses;
+  std::string versions;  // as written, for notes and messages
+  std::string note;
+  SourcePos pos;  // of the entry's name
+};
+
 struct Policy {
   std::string name;
   SourcePos pos;  // of the document
@@ -137,6 +157,7 @@ struct Policy {
   BuildIdMap deny;
   BuildIdMap allow;
   bool has_allow_list = false;  // "allow" or "allowFrom" present (even empty)
+  std::vector<PackageRule> deny_packages;
   UnknownBuildId unknown_build_id = UnknownBuildId::kAllow;
   Selector selector;
 };

@@ -55,10 +55,13 @@ def test_each_command_has_its_own_help(name):
     assert re.search(r"^Examples?:\n  execmon " + name, r.stdout, re.M), r.stdout
     assert "main.cc" not in r.stdout  # no source paths
     flags = help_flags(r.stdout)
-    policy_test = {"build_id", "namespace", "labels", "container", "host", "format"}
+    policy_test = {"build_id", "namespace", "labels", "container", "host", "format",
+                   "index"}
     if name == "run":
         assert {"policies", "output", "metrics_address", "kafka_brokers"} <= flags
-        assert not flags & (policy_test | {"package", "from_index", "name", "mode", "under"})
+        assert "index" in flags  # shared with policy test
+        assert not flags & (policy_test - {"index"} |
+                            {"package", "from_index", "name", "mode", "under"})
     elif name == "policy generate":
         assert flags == {"from_index", "name", "mode"}
     elif name == "index build":

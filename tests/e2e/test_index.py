@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from conftest import BIN, EXECMON, readelf_build_id, run
+from test_policy import pod_cgroup, run_in_cgroup  # noqa: F401 (fixture)
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "execmon" / "index-debs"
 # (package, version): hello once, curl in two versions (a bookworm point
@@ -235,7 +236,7 @@ def oci_image(debs, tmp_path_factory):
     sh("buildah", "push", tag, f"oci:{layout}:web")
     archive = d / "image.tar"
     sh("buildah", "push", tag, f"oci-archive:{archive}:web")
-    yield {"tag": tag, "layout": layout, "archive": archive}
+    yield {"tag": tag, "layout": layout, "archive": archive, "root": root}
     for t in (tag, tag + "-base"):
         subprocess.run(["buildah", "rmi", "-f", t], capture_output=True)
 
@@ -300,3 +301,117 @@ def test_agent_rejects_a_bad_index(agent_factory, tmp_path):
     bad.write_text("not an index\n")
     with pytest.raises(AssertionError, match="bad.idx:1: not a JSON object"):
         agent_factory(f"--index={bad}")
+
+
+def package_policy(name, versions, mode="enforce", action="kill"):
+    return (f"apiVersion: execmon.io/v1alpha1\nkind: ExecPolicy\nmetadata:\n"
+            f"  name: {name}\nspec:\n  mode: {mode}\n  action: {action}\n"
+            f"  denyPackages:\n    - name: curl\n      versions: \"{versions}\"\n"
+            f"      note: CVE-2023-38545\n")
+
+
+def test_lint_rejects_a_version_range_it_cannot_parse(tmp_path):
+    pol = tmp_path / "pol"
+    pol.mkdir()
+    (pol / "p.yaml").write_text(package_policy("bad-range", "<< 7.88.1-10, >> x!y"))
+    r = cli("policy", "lint", pol)
+    assert r.returncode == 1
+    assert f"{pol}/p.yaml:10:17: spec.denyPackages[0].versions: \"x!y\" is not a Debian version" \
+        in r.stdout, r.stdout
+
+
+def test_deny_packages_kills_the_old_version_not_the_new(agent_factory, debs, deb_index,
+                                                         tmp_path):
+    # Node-wide, but it denies exactly the indexed builds of one curl
+    # version: nothing else on the machine is judged by it.
+    pol = tmp_path / "pol"
+    pol.mkdir()
+    (pol / "curl.yaml").write_text(package_policy("old-curl", "<< 7.88.1-10+deb12u7"))
+    # policy test shows the expansion: the old build, not the new one.
+    _, got = query(deb_index, "--package=curl")
+    ids = {e["package"]["version"]: e["build_id"] for e in got if e["path"] == "/usr/bin/curl"}
+    r = cli("policy", "test", pol, f"--index={deb_index}", "--host",
+            f"--build_id={ids['7.88.1-10+deb12u5']}")
+    assert r.returncode == 3, r.stdout
+    assert "denyPackages curl << 7.88.1-10+deb12u7 (policy old-curl)" in r.stdout
+    assert ids["7.88.1-10+deb12u5"] in r.stdout
+    assert ids["7.88.1-10+deb12u15"] not in r.stdout
+    r = cli("policy", "test", pol, f"--index={deb_index}", "--host",
+            f"--build_id={ids['7.88.1-10+deb12u15']}")
+    assert r.returncode == 0, r.stdout
+
+    agent = agent_factory(f"--index={deb_index}", f"--policies={pol}")
+    assert "policy old-curl: denyPackages curl << 7.88.1-10+deb12u7: " in agent.log()
+    old = unpack(debs[("curl", "7.88.1-10+deb12u5")], tmp_path / "old") / "usr/bin/curl"
+    new = unpack(debs[("curl", "7.88.1-10+deb12u15")], tmp_path / "new") / "usr/bin/curl"
+    pid, r = run([old, "--version"])
+    assert r.returncode == -9 and r.stdout == b""
+    e = agent.exec_event(pid)
+    assert e["verdict"]["decision"] == "deny" and e["verdict"]["action"] == "kill"
+    assert e["verdict"]["rule"] == "deny: CVE-2023-38545 (curl 7.88.1-10+deb12u5 amd64)"
+    assert e["process"]["package"]["version"] == "7.88.1-10+deb12u5"
+    pid, r = run([new, "--version"])
+    assert r.returncode == 0 and r.stdout.startswith(b"curl 7.88.1")
+    assert agent.exec_event(pid)["verdict"]["decision"] == "allow"
+
+
+def test_deny_packages_without_an_index_denies_nothing(agent_factory, tmp_path):
+    pol = tmp_path / "pol"
+    pol.mkdir()
+    (pol / "curl.yaml").write_text(package_policy("old-curl", "<< 7.88.1-10+deb12u7",
+                                                  mode="audit", action="alert"))
+    agent = agent_factory(f"--policies={pol}")
+    assert ("policy old-curl: denyPackages curl denies nothing: no build-ID index "
+            "is loaded (--index)") in agent.log()
+
+
+def test_agent_names_packages_of_this_machine_and_of_an_image(agent_factory, oci_image,
+                                                              tmp_path):
+    # Indexes of this machine's /usr/bin and of the buildah image: an exec
+    # of a binary from each shows its package and version.
+    root_idx, image_idx = tmp_path / "root.idx", tmp_path / "image.idx"
+    assert cli("index", "build", f"--output={root_idx}", "/",
+               "--under=/usr/bin").returncode == 0
+    assert cli("index", "build", f"--output={image_idx}",
+               f"oci:{oci_image['layout']}:web").returncode == 0
+    agent = agent_factory(f"--index={root_idx},{image_idx}")
+    pid, r = run(["/usr/bin/ls", "/"])
+    assert r.returncode == 0
+    version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "coreutils"],
+                             capture_output=True, text=True, check=True).stdout
+    assert agent.exec_event(pid)["process"]["package"] == {
+        "name": "coreutils", "version": version, "arch": "amd64", "source": "coreutils"}
+    # The image's hello, taken out of its layout (the same build).
+    hello = tmp_path / "image-hello"
+    hello.write_bytes((oci_image["root"] / "usr/bin/hello").read_bytes())
+    hello.chmod(0o755)
+    pid, r = run([hello])
+    assert r.returncode == 0
+    assert agent.exec_event(pid)["process"]["package"]["version"] == "2.10-3"
+
+
+def test_generated_allowlist_runs_the_image_and_kills_the_rest(agent_factory, oci_image,
+                                                               pod_cgroup, tmp_path):
+    # The image's generated allowlist, enforced on containers only (a pod-
+    # like cgroup here): the image's program runs, a program from outside
+    # the image is killed before its first instruction.
+    image_idx = tmp_path / "image.idx"
+    assert cli("index", "build", f"--output={image_idx}",
+               f"oci:{oci_image['layout']}:web").returncode == 0
+    r = cli("policy", "generate", f"--from_index={image_idx}", "--name=web-allow",
+            "--mode=enforce")
+    assert r.returncode == 0, r.stderr
+    pol = tmp_path / "pol"
+    pol.mkdir()
+    (pol / "web.yaml").write_text(r.stdout + "  selector:\n    host: false\n")
+    agent = agent_factory(f"--policies={pol}")
+    hello = tmp_path / "image-hello"
+    hello.write_bytes((oci_image["root"] / "usr/bin/hello").read_bytes())
+    hello.chmod(0o755)
+    pid, r = run_in_cgroup(pod_cgroup, [hello])
+    assert r.returncode == 0 and r.stdout == b"Hello, world!\n", r.stderr
+    flag = tmp_path / "created"
+    pid, r = run_in_cgroup(pod_cgroup, [BIN / "marker", flag])
+    assert r.returncode == -9 and not flag.exists()
+    e = agent.exec_event(pid, comm="marker")
+    assert e["verdict"]["policy"] == "web-allow" and e["verdict"]["action"] == "kill"

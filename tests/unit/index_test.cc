@@ -10,6 +10,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "agent/index/debian.h"
+#include "agent/index/package_rules.h"
+#include "agent/policy/parser.h"
 #include "gtest/gtest.h"
 
 namespace execmon {
@@ -107,6 +109,36 @@ TEST(ReadIndexTest, WrittenIndexReadsBack) {
   EXPECT_TRUE(back->entries[1].package.name.empty());
   EXPECT_EQ(back->sources.size(), 1u);
   std::remove(path.c_str());
+}
+
+std::vector<VersionClause> Range(absl::string_view text) {
+  absl::StatusOr<std::vector<VersionClause>> r = ParseVersionRange(text);
+  EXPECT_TRUE(r.ok()) << text << ": " << r.status();
+  return r.ok() ? *r : std::vector<VersionClause>{};
+}
+
+TEST(VersionRangeTest, DebianOrderThroughLibaptPkg) {
+  // ~ sorts before anything, even the end; revisions compare as versions.
+  EXPECT_TRUE(VersionSatisfies("1.0~rc1", Range("<< 1.0")));
+  EXPECT_TRUE(
+      VersionSatisfies("7.88.1-10+deb12u5", Range("<< 7.88.1-10+deb12u7")));
+  EXPECT_FALSE(
+      VersionSatisfies("7.88.1-10+deb12u15", Range("<< 7.88.1-10+deb12u7")));
+  EXPECT_TRUE(VersionSatisfies("1:0.9", Range(">> 2.0")));  // the epoch
+  EXPECT_TRUE(VersionSatisfies("2.10-3", Range(">= 2.10-3, <= 2.10-3")));
+  EXPECT_TRUE(VersionSatisfies("2.10-3", Range("= 2.10-3")));
+  EXPECT_FALSE(VersionSatisfies("2.10-3", Range(">> 2.10-3")));
+  EXPECT_TRUE(VersionSatisfies("anything", Range("")));  // every version
+}
+
+TEST(VersionRangeTest, WhatIsNotARangeSaysWhy) {
+  for (const char* bad : {"< 1.0", "1.0", "<< ", "<< x1.0", "<< 1.0-",
+                          "<< :1.0", "<< 1.0, >> ", "<< 1.0 2.0"}) {
+    SCOPED_TRACE(bad);
+    absl::StatusOr<std::vector<VersionClause>> r = ParseVersionRange(bad);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  }
 }
 
 }  // namespace

@@ -479,7 +479,7 @@ std::vector<ErrorCase> ErrorCases() {
       {"UnknownSpecField",
        h + "  modes: enforce\n",
        {"p.yaml:6:3: spec: unknown field \"modes\" (expected mode, action, "
-        "deny, allow, denyFrom, allowFrom, unknownBuildId, selector)"}},
+        "deny, allow, denyFrom, allowFrom, denyPackages, unknownBuildId, selector)"}},
       {"UnknownSelectorField",
        h + "  selector: {namespace: [a]}\n",
        {"p.yaml:6:14: spec.selector: unknown field \"namespace\" (expected "
