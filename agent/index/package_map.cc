@@ -1,6 +1,7 @@
 #include "agent/index/package_map.h"
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -9,7 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "agent/index/index.h"
-#include "rapidjson/document.h"
+#include "rapidjson/reader.h"
 
 namespace execmon {
 namespace {
@@ -21,31 +22,80 @@ int HexDigit(char c) {
   return -1;
 }
 
-using Document = rapidjson::GenericDocument<rapidjson::UTF8<>,
-                                            rapidjson::MemoryPoolAllocator<>,
-                                            rapidjson::MemoryPoolAllocator<>>;
+// What one index line says, as a SAX handler: only the fields the agent
+// keeps are looked at (the sha256 and path of each entry are skipped
+// without building anything).
+struct LineHandler
+    : rapidjson::BaseReaderHandler<rapidjson::UTF8<>, LineHandler> {
+  int depth = 0;
+  bool in_package = false;
+  absl::string_view key;
+  int64_t format = -1;  // header: execmon_index
+  absl::string_view build_id;
+  absl::string_view fields[4];  // package name, version, arch, source
 
-absl::string_view Str(const rapidjson::Value& o, const char* k) {
-  auto it = o.FindMember(k);
-  if (it == o.MemberEnd() || !it->value.IsString()) return {};
-  return absl::string_view(it->value.GetString(), it->value.GetStringLength());
-}
+  bool StartObject() {
+    ++depth;
+    in_package = depth == 2 && key == "package";
+    return true;
+  }
+  bool EndObject(rapidjson::SizeType) {
+    if (depth == 2) in_package = false;
+    --depth;
+    return true;
+  }
+  bool Key(const char* s, rapidjson::SizeType n, bool) {
+    key = absl::string_view(s, n);
+    return true;
+  }
+  bool String(const char* s, rapidjson::SizeType n, bool) {
+    const absl::string_view v(s, n);
+    if (depth == 1 && key == "build_id") {
+      build_id = v;
+    } else if (in_package) {
+      if (key == "name") fields[0] = v;
+      if (key == "version") fields[1] = v;
+      if (key == "arch") fields[2] = v;
+      if (key == "source") fields[3] = v;
+    }
+    return true;
+  }
+  bool Int(int i) { return Int64(i); }
+  bool Uint(unsigned u) { return Int64(u); }
+  bool Int64(int64_t i) {
+    if (depth == 1 && key == "execmon_index") format = i;
+    return true;
+  }
+  bool Default() { return true; }
+};
 
 }  // namespace
 
 absl::Status PackageMap::LoadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::string text((std::istreambuf_iterator<char>(in)),
-                   std::istreambuf_iterator<char>());
-  if (in.bad())
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  in.seekg(0);
+  std::string text(size > 0 ? static_cast<size_t>(size) : 0, '\0');
+  if (!in.read(text.data(), static_cast<std::streamsize>(text.size()))) {
     return absl::UnavailableError(absl::StrCat(path, ": read error"));
+  }
+  // One entry a line: memchr finds newlines many bytes at a time.
+  size_t lines = 0;
+  for (const char* p = text.data();
+       (p = static_cast<const char*>(
+            std::memchr(p, '\n', text.data() + text.size() - p)));
+       ++p) {
+    ++lines;
+  }
+  entries_.reserve(entries_.size() + lines);
   if (text.empty())
     return absl::InvalidArgumentError(absl::StrCat(path, ": empty"));
   // One line at a time, parsed in place with memory pools on the stack:
   // no allocation per line.
-  char value_buf[8192], parse_buf[2048];
-  std::string interned;
+  std::string interned, last_interned;
+  uint32_t last_number = 0;
   size_t pos = 0;
   int lineno = 0;
   while (pos < text.size()) {
@@ -60,23 +110,25 @@ absl::Status PackageMap::LoadFile(const std::string& path) {
       return absl::InvalidArgumentError(
           absl::StrCat(path, ":", lineno, ": ", what));
     };
-    rapidjson::MemoryPoolAllocator<> values(value_buf, sizeof(value_buf));
-    rapidjson::MemoryPoolAllocator<> parse(parse_buf, sizeof(parse_buf));
-    Document d(&values, sizeof(parse_buf), &parse);
-    d.ParseInsitu(line);
-    if (d.HasParseError() || !d.IsObject()) return bad("not a JSON object");
+    LineHandler h;
+    rapidjson::Reader reader;
+    rapidjson::InsituStringStream stream(line);
+    const bool object = *line == '{';
+    if (!object ||
+        reader.Parse<rapidjson::kParseInsituFlag>(stream, h).IsError()) {
+      return bad("not a JSON object");
+    }
     if (lineno == 1) {
-      auto v = d.FindMember("execmon_index");
-      if (v == d.MemberEnd() || !v->value.IsInt()) {
+      if (h.format < 0) {
         return bad("not an execmon index (no \"execmon_index\" header)");
       }
-      if (v->value.GetInt() != kIndexFormatVersion) {
-        return bad(absl::StrCat("index format ", v->value.GetInt(),
+      if (h.format != kIndexFormatVersion) {
+        return bad(absl::StrCat("index format ", h.format,
                                 ", this execmon reads ", kIndexFormatVersion));
       }
       continue;
     }
-    const absl::string_view hex = Str(d, "build_id");
+    const absl::string_view hex = h.build_id;
     if (hex.empty() || hex.size() > 40 || hex.size() % 2 != 0) {
       return bad("build_id: want 1-20 bytes of hex");
     }
@@ -87,38 +139,44 @@ absl::Status PackageMap::LoadFile(const std::string& path) {
       if (hi < 0 || lo < 0) return bad("build_id: want 1-20 bytes of hex");
       key[1 + i / 2] = static_cast<uint8_t>(hi << 4 | lo);
     }
-    auto pkg = d.FindMember("package");
-    if (pkg == d.MemberEnd() || !pkg->value.IsObject()) continue;
-    const absl::string_view fields[4] = {
-        Str(pkg->value, "name"), Str(pkg->value, "version"),
-        Str(pkg->value, "arch"), Str(pkg->value, "source")};
+    const absl::string_view* fields = h.fields;
     if (fields[0].empty()) continue;
     // Looked up through a reused buffer: a string is built only for a
-    // package version not seen before.
+    // package version not seen before; an index lists a package's files
+    // together, so the previous line's package is tried first.
     interned.clear();
     absl::StrAppend(&interned, fields[0], "\n", fields[1], "\n", fields[2],
                     "\n", fields[3]);
-    auto it = interned_.find(interned);
-    if (it == interned_.end()) {
-      it = interned_.emplace(interned, static_cast<uint32_t>(packages_.size()))
-               .first;
-      Package p;
-      p.offset = static_cast<uint32_t>(text_.size());
-      for (int f = 0; f < 4; ++f) {
-        p.len[f] =
-            static_cast<uint16_t>(std::min<size_t>(fields[f].size(), 0xffff));
-        text_.append(fields[f].data(), p.len[f]);
+    uint32_t number;
+    if (interned == last_interned) {
+      number = last_number;
+    } else {
+      auto it = interned_.find(interned);
+      if (it == interned_.end()) {
+        it =
+            interned_.emplace(interned, static_cast<uint32_t>(packages_.size()))
+                .first;
+        Package p;
+        p.offset = static_cast<uint32_t>(text_.size());
+        for (int f = 0; f < 4; ++f) {
+          p.len[f] =
+              static_cast<uint16_t>(std::min<size_t>(fields[f].size(), 0xffff));
+          text_.append(fields[f].data(), p.len[f]);
+        }
+        packages_.push_back(p);
+        if (packages_.size() > (1u << 24)) {
+          return bad("more than 16777216 package versions");
+        }
       }
-      packages_.push_back(p);
-      if (packages_.size() > (1u << 24)) {
-        return bad("more than 16777216 package versions");
-      }
+      number = it->second;
+      last_interned = interned;
+      last_number = number;
     }
     Entry e;
     e.key = key;
-    e.package[0] = static_cast<uint8_t>(it->second);
-    e.package[1] = static_cast<uint8_t>(it->second >> 8);
-    e.package[2] = static_cast<uint8_t>(it->second >> 16);
+    e.package[0] = static_cast<uint8_t>(number);
+    e.package[1] = static_cast<uint8_t>(number >> 8);
+    e.package[2] = static_cast<uint8_t>(number >> 16);
     entries_.push_back(e);
   }
   return absl::OkStatus();
