@@ -98,3 +98,44 @@ def test_late_reads_from_memory_are_never_cached(agent_factory, tmp_path):
         assert e["build_id"] == "2020202020202020202020202020202020200020"
         assert e["build_id_from_memory"] is True
         assert e["build_id_cached"] is False
+
+
+def dpkg_events(agent, pid):
+    """The exec events of pid: dpkg, then the dpkg-query it execs in place."""
+    agent.wait_for(lambda e: e["type"] == "exec" and e["process"]["pid"] == pid
+                   and e["process"]["binary"] == "/usr/bin/dpkg-query", timeout=15)
+    return {e["process"]["binary"]: e["process"] for e in agent.events()
+            if e["type"] == "exec" and e["process"]["pid"] == pid}
+
+
+def test_program_that_execs_again_at_once(agent_factory):
+    # `dpkg -S` execs dpkg-query in the same process at once. At exec (page
+    # cache) both get their IDs. Late (iterator only), dpkg's image is gone
+    # by the time it is read: an honest mapping_mismatch, never cached, and
+    # never dpkg-query's ID; dpkg-query, still running, gets its own.
+    from conftest import readelf_build_id
+    dpkg, query = readelf_build_id("/usr/bin/dpkg"), readelf_build_id("/usr/bin/dpkg-query")
+    agent = agent_factory()
+    if agent.exec_source is None:
+        pytest.skip("no at-exec path loaded on this kernel")
+    p = subprocess.run(["dpkg", "-S", "/bin/ls"], capture_output=True, text=True)
+    assert p.returncode == 0
+    evs = dpkg_events(agent, int(agent.wait_for(
+        lambda e: e["type"] == "exec" and e["process"]["binary"] == "/usr/bin/dpkg"
+        and e["process"]["args"][:2] == ["dpkg", "-S"])["process"]["pid"]))
+    assert evs["/usr/bin/dpkg"]["build_id"] == dpkg
+    assert evs["/usr/bin/dpkg-query"]["build_id"] == query
+    agent.stop()
+
+    late = agent_factory("--build_id_resolver=iterator")
+    subprocess.run(["dpkg", "-S", "/bin/ls"], capture_output=True, check=True)
+    e = late.wait_for(lambda e: e["type"] == "exec"
+                      and e["process"]["binary"] == "/usr/bin/dpkg"
+                      and e["process"]["args"][:2] == ["dpkg", "-S"], timeout=15)
+    evs = dpkg_events(late, e["process"]["pid"])
+    d = evs["/usr/bin/dpkg"]
+    assert d["build_id"] in (dpkg, None)
+    if d["build_id"] is None:
+        assert d["build_id_error"] == "mapping_mismatch"
+        assert d["build_id_cached"] is False
+    assert evs["/usr/bin/dpkg-query"]["build_id"] == query
