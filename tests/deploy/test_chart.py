@@ -376,6 +376,22 @@ def test_host_mounts_read_only_and_no_bpffs(rendered):
     assert [m["name"] for m in c["volumeMounts"]] == ["policies"]
 
 
+def test_build_id_indexes_volume(rendered):
+    # buildIdIndexes.volume: mounted read-only and passed as --index; by
+    # default nothing of it renders.
+    ds, c = agent_container(rendered("all")[1])
+    vols = {v["name"]: v for v in ds["spec"]["template"]["spec"]["volumes"]}
+    assert vols["build-id-indexes"] == {"name": "build-id-indexes",
+                                        "configMap": {"name": "web-indexes"}}
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "build-id-indexes")
+    assert mount == {"name": "build-id-indexes", "mountPath": "/etc/execmon/indexes",
+                     "readOnly": True}
+    assert "--index=/etc/execmon/indexes" in c["args"]
+    ds, c = agent_container(rendered("default")[1])
+    assert not any(a.startswith("--index") for a in c["args"])
+    assert "build-id-indexes" not in {v["name"] for v in ds["spec"]["template"]["spec"]["volumes"]}
+
+
 def test_node_name_probes_and_metrics(rendered):
     for variant in ("default", "all"):
         docs = rendered(variant)[1]

@@ -193,6 +193,9 @@ message saying what to change.
 {{- $args = append $args (printf "--log-level=%s" $a.logLevel) -}}
 {{- $args = append $args (printf "--metrics-address=%s:%d" $v.metrics.listenAddress (int64 $v.metrics.port)) -}}
 {{- $args = append $args (printf "--policies=%s" (include "execmon.policyDir" .)) -}}
+{{- if $v.buildIdIndexes.volume -}}
+{{- $args = append $args "--index=/etc/execmon/indexes" -}}
+{{- end -}}
 {{- $args = append $args (printf "--build-id-resolver=%s" $a.buildIdResolver) -}}
 {{- $args = append $args (printf "--ring-buffer-mb=%d" (int64 $a.ringBufferMb)) -}}
 {{- $args = append $args (printf "--cache-entries=%d" (int64 $a.cacheEntries)) -}}
