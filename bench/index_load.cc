@@ -18,7 +18,19 @@
 #include "absl/strings/str_cat.h"
 #include "agent/index/package_map.h"
 
+// jemalloc's control interface, when the agent's allocator is linked in.
+extern "C" int mallctl(const char*, void*, size_t*, void*, size_t)
+    __attribute__((weak));
+
 namespace {
+
+// Returns freed memory to the system (glibc's trim, or a jemalloc purge of
+// every arena), so resident memory is what is in use.
+void ReleaseFreed() {
+  malloc_trim(0);
+  if (mallctl != nullptr)
+    mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0);
+}
 
 long RssKb() {
   std::ifstream statm("/proc/self/statm");
@@ -54,7 +66,7 @@ int main(int argc, char** argv) {
           << "\"},\"source\":0}\n";
     }
   }
-  malloc_trim(0);
+  ReleaseFreed();
   const long before = RssKb();
   const auto t0 = std::chrono::steady_clock::now();
   absl::StatusOr<execmon::PackageMap> map = execmon::PackageMap::Load({path});
@@ -63,14 +75,16 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", std::string(map.status().message()).c_str());
     return 1;
   }
-  malloc_trim(0);  // the parser's freed buffers are not the map's
+  ReleaseFreed();  // the parser's freed buffers are not the map's
   const long after = RssKb();
   const double secs = std::chrono::duration<double>(t1 - t0).count();
   std::printf(
       "entries=%zu packages=%zu load_s=%.3f rss_added_kb=%ld "
-      "bytes_per_entry=%.1f\n",
+      "rss_bytes_per_entry=%.1f map_bytes_per_entry=%.1f\n",
       map->size(), map->packages(), secs, after - before,
-      (after - before) * 1024.0 / static_cast<double>(map->size()));
+      (after - before) * 1024.0 / static_cast<double>(map->size()),
+      static_cast<double>(map->MemoryBytes()) /
+          static_cast<double>(map->size()));
   unlink(path.c_str());
   return 0;
 }

@@ -1,11 +1,13 @@
 #include "agent/index/package_map.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -69,6 +71,84 @@ struct LineHandler
   bool Default() { return true; }
 };
 
+// The entries of a run of lines, with package numbers local to it.
+// Each chunk writes its entries straight into its own slice of the map's
+// array (sized by its line count), package numbers local to the chunk.
+template <typename Entry>
+struct Chunk {
+  Entry* out = nullptr;                                    // its slice
+  size_t count = 0;                                        // entries written
+  std::vector<std::array<absl::string_view, 4>> packages;  // into the text
+  absl::Status status;
+};
+
+// Parses lines [begin, end) of an index (NUL-terminated in place as it
+// goes); first_line numbers them for errors.
+template <typename Entry>
+void ParseChunk(char* begin, char* end, int first_line, const std::string& path,
+                Chunk<Entry>* out) {
+  absl::flat_hash_map<std::string, uint32_t> interned;
+  std::string key_text, last_text;
+  uint32_t last_number = 0;
+  int lineno = first_line - 1;
+  for (char* line = begin; line < end;) {
+    char* nl = static_cast<char*>(std::memchr(line, '\n', end - line));
+    if (nl == nullptr) nl = end;
+    *nl = '\0';
+    ++lineno;
+    char* next = nl + 1;
+    auto bad = [&](absl::string_view what) {
+      out->status = absl::InvalidArgumentError(
+          absl::StrCat(path, ":", lineno, ": ", what));
+    };
+    LineHandler h;
+    rapidjson::Reader reader;
+    rapidjson::InsituStringStream stream(line);
+    if (*line != '{' ||
+        reader.Parse<rapidjson::kParseInsituFlag>(stream, h).IsError()) {
+      return bad("not a JSON object");
+    }
+    line = next;
+    const absl::string_view hex = h.build_id;
+    if (hex.empty() || hex.size() > 40 || hex.size() % 2 != 0) {
+      return bad("build_id: want 1-20 bytes of hex");
+    }
+    std::array<uint8_t, 21> key{};
+    key[0] = static_cast<uint8_t>(hex.size() / 2);
+    for (size_t i = 0; i < hex.size(); i += 2) {
+      const int hi = HexDigit(hex[i]), lo = HexDigit(hex[i + 1]);
+      if (hi < 0 || lo < 0) return bad("build_id: want 1-20 bytes of hex");
+      key[1 + i / 2] = static_cast<uint8_t>(hi << 4 | lo);
+    }
+    if (h.fields[0].empty()) continue;
+    // Looked up through a reused buffer: a string is built only for a
+    // package version not seen before; an index lists a package's files
+    // together, so the previous line's package is tried first.
+    key_text.clear();
+    absl::StrAppend(&key_text, h.fields[0], "\n", h.fields[1], "\n",
+                    h.fields[2], "\n", h.fields[3]);
+    uint32_t number;
+    if (key_text == last_text) {
+      number = last_number;
+    } else {
+      auto [it, added] = interned.try_emplace(
+          key_text, static_cast<uint32_t>(out->packages.size()));
+      if (added) {
+        out->packages.push_back(
+            {h.fields[0], h.fields[1], h.fields[2], h.fields[3]});
+      }
+      number = it->second;
+      last_text = key_text;
+      last_number = number;
+    }
+    Entry& e = out->out[out->count++];
+    e.key = key;
+    e.package[0] = static_cast<uint8_t>(number);
+    e.package[1] = static_cast<uint8_t>(number >> 8);
+    e.package[2] = static_cast<uint8_t>(number >> 16);
+  }
+}
+
 }  // namespace
 
 absl::Status PackageMap::LoadFile(const std::string& path) {
@@ -81,104 +161,115 @@ absl::Status PackageMap::LoadFile(const std::string& path) {
   if (!in.read(text.data(), static_cast<std::streamsize>(text.size()))) {
     return absl::UnavailableError(absl::StrCat(path, ": read error"));
   }
-  // One entry a line: memchr finds newlines many bytes at a time.
-  size_t lines = 0;
-  for (const char* p = text.data();
-       (p = static_cast<const char*>(
-            std::memchr(p, '\n', text.data() + text.size() - p)));
-       ++p) {
-    ++lines;
-  }
-  entries_.reserve(entries_.size() + lines);
-  if (text.empty())
+  if (text.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": empty"));
-  // One line at a time, parsed in place with memory pools on the stack:
-  // no allocation per line.
-  std::string interned, last_interned;
-  uint32_t last_number = 0;
-  size_t pos = 0;
-  int lineno = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
-    ++lineno;
-    if (end == text.size()) text.push_back('\0');
-    text[end] = '\0';
-    char* line = &text[pos];
-    pos = end + 1;
-    auto bad = [&](absl::string_view what) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ":", lineno, ": ", what));
-    };
+  }
+  // Every line ends in a newline, which the parser overwrites with a NUL.
+  if (text.back() != '\n') text.push_back('\n');
+  // The header line.
+  char* const data = text.data();
+  char* const end = data + text.size();
+  char* body = static_cast<char*>(std::memchr(data, '\n', text.size())) + 1;
+  body[-1] = '\0';
+  {
     LineHandler h;
     rapidjson::Reader reader;
-    rapidjson::InsituStringStream stream(line);
-    const bool object = *line == '{';
-    if (!object ||
+    rapidjson::InsituStringStream stream(data);
+    if (*data != '{' ||
         reader.Parse<rapidjson::kParseInsituFlag>(stream, h).IsError()) {
-      return bad("not a JSON object");
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":1: not a JSON object"));
     }
-    if (lineno == 1) {
-      if (h.format < 0) {
-        return bad("not an execmon index (no \"execmon_index\" header)");
-      }
-      if (h.format != kIndexFormatVersion) {
-        return bad(absl::StrCat("index format ", h.format,
-                                ", this execmon reads ", kIndexFormatVersion));
-      }
-      continue;
+    if (h.format < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ":1: not an execmon index (no \"execmon_index\" header)"));
     }
-    const absl::string_view hex = h.build_id;
-    if (hex.empty() || hex.size() > 40 || hex.size() % 2 != 0) {
-      return bad("build_id: want 1-20 bytes of hex");
+    if (h.format != kIndexFormatVersion) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":1: index format ", h.format,
+                       ", this execmon reads ", kIndexFormatVersion));
     }
-    Key key{};
-    key[0] = static_cast<uint8_t>(hex.size() / 2);
-    for (size_t i = 0; i < hex.size(); i += 2) {
-      const int hi = HexDigit(hex[i]), lo = HexDigit(hex[i + 1]);
-      if (hi < 0 || lo < 0) return bad("build_id: want 1-20 bytes of hex");
-      key[1 + i / 2] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  // The entry lines, in chunks parsed side by side on large indexes (one
+  // per CPU, at most 4); a chunk starts at a line.
+  const size_t cpus = std::max(1u, std::thread::hardware_concurrency());
+  const size_t n = (end - body) < (8 << 20) ? 1 : std::min<size_t>(cpus, 4);
+  std::vector<char*> starts = {body};
+  for (size_t i = 1; i < n; ++i) {
+    char* at = body + (end - body) * i / n;
+    at = static_cast<char*>(std::memchr(at, '\n', end - at));
+    if (at == nullptr || at + 1 >= end) break;
+    starts.push_back(at + 1);
+  }
+  starts.push_back(end);
+  // Each chunk's lines (at most one entry each) and first line number.
+  std::vector<Chunk<Entry>> chunks(starts.size() - 1);
+  std::vector<size_t> lines(chunks.size());
+  std::vector<int> first_line(chunks.size());
+  size_t total_lines = 0;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    lines[i] = static_cast<size_t>(std::count(starts[i], starts[i + 1], '\n'));
+    first_line[i] = 2 + static_cast<int>(total_lines);
+    total_lines += lines[i];
+  }
+  const size_t base = entries_.size();
+  entries_.resize(base + total_lines);
+  for (size_t i = 0, at = base; i < chunks.size(); at += lines[i], ++i) {
+    chunks[i].out = entries_.data() + at;
+  }
+  {
+    std::vector<std::thread> threads;
+    for (size_t i = 1; i < chunks.size(); ++i) {
+      threads.emplace_back(ParseChunk<Entry>, starts[i], starts[i + 1],
+                           first_line[i], std::cref(path), &chunks[i]);
     }
-    const absl::string_view* fields = h.fields;
-    if (fields[0].empty()) continue;
-    // Looked up through a reused buffer: a string is built only for a
-    // package version not seen before; an index lists a package's files
-    // together, so the previous line's package is tried first.
-    interned.clear();
-    absl::StrAppend(&interned, fields[0], "\n", fields[1], "\n", fields[2],
-                    "\n", fields[3]);
-    uint32_t number;
-    if (interned == last_interned) {
-      number = last_number;
-    } else {
-      auto it = interned_.find(interned);
-      if (it == interned_.end()) {
-        it =
-            interned_.emplace(interned, static_cast<uint32_t>(packages_.size()))
-                .first;
+    ParseChunk<Entry>(starts[0], starts[1], first_line[0], path, &chunks[0]);
+    for (std::thread& t : threads) t.join();
+  }
+  for (const Chunk<Entry>& c : chunks) {
+    if (!c.status.ok()) {
+      entries_.resize(base);
+      return c.status;
+    }
+  }
+  // Global package numbers, and the slices closed up, in line order.
+  std::string key_text;
+  std::vector<uint32_t> global;
+  size_t kept = base;
+  for (Chunk<Entry>& c : chunks) {
+    global.clear();
+    for (const auto& f : c.packages) {
+      key_text.clear();
+      absl::StrAppend(&key_text, f[0], "\n", f[1], "\n", f[2], "\n", f[3]);
+      auto [it, added] = interned_.try_emplace(
+          key_text, static_cast<uint32_t>(packages_.size()));
+      if (added) {
         Package p;
         p.offset = static_cast<uint32_t>(text_.size());
-        for (int f = 0; f < 4; ++f) {
-          p.len[f] =
-              static_cast<uint16_t>(std::min<size_t>(fields[f].size(), 0xffff));
-          text_.append(fields[f].data(), p.len[f]);
+        for (int k = 0; k < 4; ++k) {
+          p.len[k] =
+              static_cast<uint16_t>(std::min<size_t>(f[k].size(), 0xffff));
+          text_.append(f[k].data(), p.len[k]);
         }
         packages_.push_back(p);
         if (packages_.size() > (1u << 24)) {
-          return bad("more than 16777216 package versions");
+          entries_.resize(base);
+          return absl::InvalidArgumentError(
+              absl::StrCat(path, ": more than 16777216 package versions"));
         }
       }
-      number = it->second;
-      last_interned = interned;
-      last_number = number;
+      global.push_back(it->second);
     }
-    Entry e;
-    e.key = key;
-    e.package[0] = static_cast<uint8_t>(number);
-    e.package[1] = static_cast<uint8_t>(number >> 8);
-    e.package[2] = static_cast<uint8_t>(number >> 16);
-    entries_.push_back(e);
+    for (size_t i = 0; i < c.count; ++i) {
+      Entry e = c.out[i];
+      const uint32_t number = global[e.number()];
+      e.package[0] = static_cast<uint8_t>(number);
+      e.package[1] = static_cast<uint8_t>(number >> 8);
+      e.package[2] = static_cast<uint8_t>(number >> 16);
+      entries_[kept++] = e;
+    }
   }
+  entries_.resize(kept);
   return absl::OkStatus();
 }
 

@@ -50,6 +50,11 @@ class PackageMap {
   size_t size() const { return entries_.size(); }
   size_t packages() const { return packages_.size(); }
   size_t files() const { return files_; }
+  // The map's own memory: its arrays and package text.
+  size_t MemoryBytes() const {
+    return entries_.capacity() * sizeof(Entry) +
+           packages_.capacity() * sizeof(Package) + text_.capacity();
+  }
 
  private:
   using Key = std::array<uint8_t, 21>;  // [0]: length, then the ID
