@@ -457,34 +457,7 @@ int CmdIndexQuery(const std::vector<char*>& args) {
       ++found;
       const std::string id = absl::BytesToHexString(e.build_id);
       if (json) {
-        rapidjson::StringBuffer sb;
-        rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-        w.StartObject();
-        w.Key("index");
-        w.String(args[i]);
-        w.Key("build_id");
-        w.String(id.c_str());
-        w.Key("path");
-        w.String(e.path.c_str());
-        w.Key("size");
-        w.Uint64(e.size);
-        w.Key("sha256");
-        w.String(absl::BytesToHexString(e.sha256).c_str());
-        if (!e.package.name.empty()) {
-          w.Key("package");
-          w.StartObject();
-          w.Key("name");
-          w.String(e.package.name.c_str());
-          w.Key("version");
-          w.String(e.package.version.c_str());
-          w.Key("arch");
-          w.String(e.package.arch.c_str());
-          w.Key("source");
-          w.String(e.package.source.c_str());
-          w.EndObject();
-        }
-        w.EndObject();
-        std::printf("%s\n", sb.GetString());
+        std::printf("%s\n", execmon::IndexEntryJson(e, args[i]).c_str());
       } else {
         std::printf("%s  %s %s %s  %s\n", id.c_str(),
                     e.package.name.empty() ? "-" : e.package.name.c_str(),

@@ -584,6 +584,44 @@ absl::Status AddIndexSource(const std::string& source,
       ": not a source (want a root filesystem directory or a .deb file)"));
 }
 
+std::string IndexEntryJson(const IndexEntry& e, absl::string_view index_file) {
+  rapidjson::StringBuffer sb;
+  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+  auto str = [&](absl::string_view v) {
+    w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+  };
+  w.StartObject();
+  if (!index_file.empty()) {
+    w.Key("index");
+    str(index_file);
+  }
+  w.Key("build_id");
+  str(Hex(e.build_id));
+  w.Key("path");
+  str(e.path);
+  w.Key("size");
+  w.Uint64(e.size);
+  w.Key("sha256");
+  str(Hex(e.sha256));
+  if (!e.package.name.empty()) {
+    w.Key("package");
+    w.StartObject();
+    w.Key("name");
+    str(e.package.name);
+    w.Key("version");
+    str(e.package.version);
+    w.Key("arch");
+    str(e.package.arch);
+    w.Key("source");
+    str(e.package.source);
+    w.EndObject();
+  }
+  w.Key("source");
+  w.Int(e.source);
+  w.EndObject();
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
 absl::Status WriteIndex(const Index& index, const std::string& path) {
   const std::string tmp = path + ".tmp";
   std::FILE* f = std::fopen(tmp.c_str(), "w");
@@ -628,34 +666,9 @@ absl::Status WriteIndex(const Index& index, const std::string& path) {
     line(sb);
   }
   for (const IndexEntry& e : index.entries) {
-    rapidjson::StringBuffer sb;
-    rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-    w.StartObject();
-    w.Key("build_id");
-    w.String(Hex(e.build_id).c_str());
-    w.Key("path");
-    w.String(e.path.data(), static_cast<rapidjson::SizeType>(e.path.size()));
-    w.Key("size");
-    w.Uint64(e.size);
-    w.Key("sha256");
-    w.String(Hex(e.sha256).c_str());
-    if (!e.package.name.empty()) {
-      w.Key("package");
-      w.StartObject();
-      w.Key("name");
-      w.String(e.package.name.c_str());
-      w.Key("version");
-      w.String(e.package.version.c_str());
-      w.Key("arch");
-      w.String(e.package.arch.c_str());
-      w.Key("source");
-      w.String(e.package.source.c_str());
-      w.EndObject();
-    }
-    w.Key("source");
-    w.Int(e.source);
-    w.EndObject();
-    line(sb);
+    const std::string json = IndexEntryJson(e);
+    std::fwrite(json.data(), 1, json.size(), f);
+    std::fputc('\n', f);
   }
   const bool ok = std::ferror(f) == 0;
   if (std::fclose(f) != 0 || !ok) {

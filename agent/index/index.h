@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace execmon {
 
@@ -62,6 +63,11 @@ struct Index {
 absl::Status AddIndexSource(const std::string& source,
                             const std::vector<std::string>& under,
                             Index* index);
+
+// One entry as the index file has it (one JSON object, no newline);
+// `index_file`, when given, is added as "index" (for `index query`).
+std::string IndexEntryJson(const IndexEntry& entry,
+                           absl::string_view index_file = {});
 
 // JSON Lines: a header line, then one line per entry (docs/index.md).
 absl::Status WriteIndex(const Index& index, const std::string& path);
