@@ -82,42 +82,58 @@ static __always_inline int em_read(struct em_elf *e, void *dst, __u32 size,
 	return bpf_copy_from_user_task(dst, size, (const void *)addr, e->task, 0);
 }
 
+/*
+ * Program header idx of the image, in either class; non-zero (e->err set)
+ * on a fault. Inlined into both passes over the table.
+ */
+static __always_inline int em_read_phdr(struct em_elf *e, __u64 idx,
+					__u32 *type, __u64 *offset,
+					__u64 *vaddr, __u64 *filesz,
+					__u64 *align)
+{
+	__u64 addr;
+
+	if (e->is64) {
+		struct em_phdr64 ph;
+
+		addr = e->base + e->phoff + idx * sizeof(ph);
+		if (em_read(e, &ph, sizeof(ph), addr)) {
+			e->err = EM_BID_ERR_READ_FAULT;
+			return 1;
+		}
+		*type = ph.p_type;
+		*offset = ph.p_offset;
+		*vaddr = ph.p_vaddr;
+		*filesz = ph.p_filesz;
+		*align = ph.p_align;
+	} else {
+		struct em_phdr32 ph;
+
+		addr = e->base + e->phoff + idx * sizeof(ph);
+		if (em_read(e, &ph, sizeof(ph), addr)) {
+			e->err = EM_BID_ERR_READ_FAULT;
+			return 1;
+		}
+		*type = ph.p_type;
+		*offset = ph.p_offset;
+		*vaddr = ph.p_vaddr;
+		*filesz = ph.p_filesz;
+		*align = ph.p_align;
+	}
+	return 0;
+}
+
 static long em_phdr_step(__u32 i, void *arg)
 {
 	struct em_elf *e = arg;
-	__u64 addr, offset, vaddr, filesz, align;
+	__u64 offset, vaddr, filesz, align;
 	__u32 type, slot;
 	int err;
 
 	if (i >= e->phnum)
 		return 1;
-	if (e->is64) {
-		struct em_phdr64 ph;
-
-		addr = e->base + e->phoff + (__u64)i * sizeof(ph);
-		if (em_read(e, &ph, sizeof(ph), addr)) {
-			e->err = EM_BID_ERR_READ_FAULT;
-			return 1;
-		}
-		type = ph.p_type;
-		offset = ph.p_offset;
-		vaddr = ph.p_vaddr;
-		filesz = ph.p_filesz;
-		align = ph.p_align;
-	} else {
-		struct em_phdr32 ph;
-
-		addr = e->base + e->phoff + (__u64)i * sizeof(ph);
-		if (em_read(e, &ph, sizeof(ph), addr)) {
-			e->err = EM_BID_ERR_READ_FAULT;
-			return 1;
-		}
-		type = ph.p_type;
-		offset = ph.p_offset;
-		vaddr = ph.p_vaddr;
-		filesz = ph.p_filesz;
-		align = ph.p_align;
-	}
+	if (em_read_phdr(e, i, &type, &offset, &vaddr, &filesz, &align))
+		return 1;
 	if (type == EM_PT_LOAD && offset == 0 && !e->have_load) {
 		e->load_delta = vaddr;
 		e->have_load = 1;
@@ -159,7 +175,7 @@ static long em_phdr_step(__u32 i, void *arg)
 static long em_load_step(__u32 i, void *arg)
 {
 	struct em_elf *e = arg;
-	__u64 addr, offset, vaddr, filesz, note_off, ph_i;
+	__u64 offset, vaddr, filesz, align, note_off, ph_i;
 	__u32 type, slot;
 
 	if (e->seg >= e->nsegs)
@@ -169,31 +185,8 @@ static long em_load_step(__u32 i, void *arg)
 		e->err = EM_BID_ERR_BAD_NOTE; /* a note no PT_LOAD maps */
 		return 1;
 	}
-	if (e->is64) {
-		struct em_phdr64 ph;
-
-		addr = e->base + e->phoff + ph_i * sizeof(ph);
-		if (em_read(e, &ph, sizeof(ph), addr)) {
-			e->err = EM_BID_ERR_READ_FAULT;
-			return 1;
-		}
-		type = ph.p_type;
-		offset = ph.p_offset;
-		vaddr = ph.p_vaddr;
-		filesz = ph.p_filesz;
-	} else {
-		struct em_phdr32 ph;
-
-		addr = e->base + e->phoff + ph_i * sizeof(ph);
-		if (em_read(e, &ph, sizeof(ph), addr)) {
-			e->err = EM_BID_ERR_READ_FAULT;
-			return 1;
-		}
-		type = ph.p_type;
-		offset = ph.p_offset;
-		vaddr = ph.p_vaddr;
-		filesz = ph.p_filesz;
-	}
+	if (em_read_phdr(e, ph_i, &type, &offset, &vaddr, &filesz, &align))
+		return 1;
 	slot = e->seg & (EM_MAX_NOTE_SEGS - 1);
 	note_off = e->seg_vaddr[slot];
 	if (type == EM_PT_LOAD &&
