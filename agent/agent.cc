@@ -631,15 +631,18 @@ void Agent::UpdateMetrics(const std::vector<uint64_t>* kernel_stats) {
   health_.sinks_detail = detail;
 }
 
-void Agent::MaybeReload() {
-  if (watcher_ == nullptr) return;
-  absl::Time now = absl::Now();
-  if (watcher_->Changed()) change_seen_ = now;  // debounce bursts of writes
-  if (change_seen_ == absl::InfiniteFuture() ||
-      now - change_seen_ < options_.reload_debounce) {
-    return;
+bool Agent::Settled(bool changed, absl::Time* seen) const {
+  const absl::Time now = absl::Now();
+  if (changed) *seen = now;  // debounce bursts of writes
+  if (*seen == absl::InfiniteFuture() ||
+      now - *seen < options_.reload_debounce) {
+    return false;
   }
-  change_seen_ = absl::InfiniteFuture();
+  *seen = absl::InfiniteFuture();
+  return true;
+}
+
+void Agent::ReloadPolicies() {
   ++counters_.policy_reloads;
   absl::Status s = LoadPoliciesCounted();
   if (!s.ok()) {
@@ -647,6 +650,11 @@ void Agent::MaybeReload() {
     LogError("policy reload rejected, previous policies stay in force: ",
              s.message());
   }
+}
+
+void Agent::MaybeReload() {
+  if (watcher_ == nullptr) return;
+  if (Settled(watcher_->Changed(), &change_seen_)) ReloadPolicies();
 }
 
 absl::Status Agent::LoadIndexes() {
@@ -660,15 +668,9 @@ absl::Status Agent::LoadIndexes() {
 
 void Agent::MaybeReloadIndexes() {
   if (index_watchers_.empty()) return;
-  absl::Time now = absl::Now();
-  for (auto& w : index_watchers_) {
-    if (w->Changed()) index_change_seen_ = now;
-  }
-  if (index_change_seen_ == absl::InfiniteFuture() ||
-      now - index_change_seen_ < options_.reload_debounce) {
-    return;
-  }
-  index_change_seen_ = absl::InfiniteFuture();
+  bool changed = false;
+  for (auto& w : index_watchers_) changed |= w->Changed();
+  if (!Settled(changed, &index_change_seen_)) return;
   ++counters_.index_reloads;
   if (absl::Status s = LoadIndexes(); !s.ok()) {
     ++counters_.index_reload_errors;
@@ -677,13 +679,7 @@ void Agent::MaybeReloadIndexes() {
     return;
   }
   // denyPackages rules expand through the indexes: recompile them.
-  if (watcher_ != nullptr) {
-    ++counters_.policy_reloads;
-    if (absl::Status s = LoadPoliciesCounted(); !s.ok()) {
-      ++counters_.policy_reload_errors;
-      LogError("policy reload after an index change rejected: ", s.message());
-    }
-  }
+  if (watcher_ != nullptr) ReloadPolicies();
 }
 
 void Agent::OnRecord(absl::Span<const uint8_t> data) {

@@ -125,6 +125,11 @@ class Agent {
   void Tick();
   void ReportKernelLoss(bool final_report);
   void Sweep();
+  // True once a change (noted in *seen when `changed`) has been quiet for
+  // options_.reload_debounce; resets *seen then.
+  bool Settled(bool changed, absl::Time* seen) const;
+  // Reloads the policies, counting the reload and a rejection.
+  void ReloadPolicies();
   void MaybeReload();
   // Loads options_.index_paths; on success the new map replaces the old.
   absl::Status LoadIndexes();

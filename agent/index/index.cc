@@ -584,6 +584,19 @@ absl::Status AddIndexSource(const std::string& source,
       ": not a source (want a root filesystem directory or a .deb file)"));
 }
 
+absl::Status CheckIndexFormat(const std::string& path, int64_t format) {
+  if (format < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ":1: not an execmon index (no \"execmon_index\" header)"));
+  }
+  if (format != kIndexFormatVersion) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ":1: index format ", format, ", this execmon reads ",
+                     kIndexFormatVersion));
+  }
+  return absl::OkStatus();
+}
+
 std::string IndexEntryJson(const IndexEntry& e, absl::string_view index_file) {
   rapidjson::StringBuffer sb;
   rapidjson::Writer<rapidjson::StringBuffer> w(sb);
@@ -702,13 +715,11 @@ absl::StatusOr<Index> ReadIndex(const std::string& path) {
     d.Parse(text.data(), text.size());
     if (d.HasParseError() || !d.IsObject()) return bad("not a JSON object");
     if (lineno == 1) {
-      if (!d.HasMember("execmon_index") || !d["execmon_index"].IsInt()) {
-        return bad("not an execmon index (no \"execmon_index\" header)");
-      }
-      if (d["execmon_index"].GetInt() != kIndexFormatVersion) {
-        return bad(absl::StrCat("index format ", d["execmon_index"].GetInt(),
-                                ", this execmon reads ", kIndexFormatVersion));
-      }
+      auto v = d.FindMember("execmon_index");
+      absl::Status header = CheckIndexFormat(
+          path,
+          v != d.MemberEnd() && v->value.IsInt() ? v->value.GetInt() : -1);
+      if (!header.ok()) return header;
       if (d.HasMember("sources") && d["sources"].IsArray()) {
         for (const auto& s : d["sources"].GetArray()) {
           index.sources.push_back({str(s, "kind"), str(s, "ref"),

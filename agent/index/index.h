@@ -64,6 +64,10 @@ absl::Status AddIndexSource(const std::string& source,
                             const std::vector<std::string>& under,
                             Index* index);
 
+// The header line's "execmon_index" (-1: absent) against the format this
+// execmon reads: OK, or InvalidArgument "<path>:1: ..." saying what is wrong.
+absl::Status CheckIndexFormat(const std::string& path, int64_t format);
+
 // One entry as the index file has it (one JSON object, no newline);
 // `index_file`, when given, is added as "index" (for `index query`).
 std::string IndexEntryJson(const IndexEntry& entry,

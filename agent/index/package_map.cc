@@ -180,14 +180,8 @@ absl::Status PackageMap::LoadFile(const std::string& path) {
       return absl::InvalidArgumentError(
           absl::StrCat(path, ":1: not a JSON object"));
     }
-    if (h.format < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ":1: not an execmon index (no \"execmon_index\" header)"));
-    }
-    if (h.format != kIndexFormatVersion) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ":1: index format ", h.format,
-                       ", this execmon reads ", kIndexFormatVersion));
+    if (absl::Status header = CheckIndexFormat(path, h.format); !header.ok()) {
+      return header;
     }
   }
   // The entry lines, in chunks parsed side by side on large indexes (one

@@ -587,6 +587,21 @@ class DocumentParser {
     }
   }
 
+  // An entry's optional "note": UTF-8 text (errors reported; "" then).
+  std::string Note(const Fields& f, absl::string_view item_path) {
+    const Field* note = Find(f, "note");
+    if (note == nullptr) return "";
+    std::string note_path = Join(item_path, "note");
+    absl::optional<std::string> v = String(note->value, note_path);
+    if (!v.has_value()) return "";
+    if (!IsValidUtf8(*v)) {
+      Error(note->value, note_path,
+            "not valid UTF-8 text (expected UTF-8 without NUL bytes)");
+      return "";
+    }
+    return *std::move(v);
+  }
+
   void ParsePackageRules(const Ref& list, absl::string_view path) {
     if (!ExpectKind(list, path, YNode::Kind::kSequence, "a sequence")) return;
     const std::vector<int>& items = Node(list).children;
@@ -637,12 +652,7 @@ class DocumentParser {
         rule.clauses = *std::move(clauses);
         rule.versions = *v;
       }
-      if (const Field* note = Find(f, "note")) {
-        std::string note_path = Join(item_path, "note");
-        if (absl::optional<std::string> v = String(note->value, note_path)) {
-          rule.note = std::move(*v);
-        }
-      }
+      rule.note = Note(f, item_path);
       policy_.deny_packages.push_back(std::move(rule));
     }
   }
@@ -660,17 +670,7 @@ class DocumentParser {
       Fields f;
       CheckFields(item, item_path, {"buildId", "note"}, &f);
       BuildIdEntry entry;
-      if (const Field* note = Find(f, "note")) {
-        std::string note_path = Join(item_path, "note");
-        if (absl::optional<std::string> v = String(note->value, note_path)) {
-          if (IsValidUtf8(*v)) {
-            entry.note = std::move(*v);
-          } else {
-            Error(note->value, note_path,
-                  "not valid UTF-8 text (expected UTF-8 without NUL bytes)");
-          }
-        }
-      }
+      entry.note = Note(f, item_path);
       const Field* id = Find(f, "buildId");
       if (id == nullptr) {
         Error(item, Join(item_path, "buildId"), "required");

@@ -417,6 +417,10 @@ std::vector<ErrorCase> ErrorCases() {
        h + "  deny: [{buildId: ab, note: \"a\\0b\"}]\n",
        {"p.yaml:6:30: spec.deny[0].note: not valid UTF-8 text (expected "
         "UTF-8 without NUL bytes)"}},
+      {"PackageNoteNotUtf8",
+       h + "  denyPackages: [{name: curl, note: \"a\\0b\"}]\n",
+       {"p.yaml:6:37: spec.denyPackages[0].note: not valid UTF-8 text "
+        "(expected UTF-8 without NUL bytes)"}},
       {"DenyAndAllowConflict",
        h + "  deny: [{buildId: ABCD}]\n  allow:\n  - buildId: 00\n  - "
            "buildId: abcd\n",
