@@ -68,6 +68,8 @@ const char* KernelActionName(uint8_t a) {
       return "alert";
     case EM_ACT_KILL:
       return "kill";
+    case EM_ACT_DENY_EXEC:
+      return "deny_exec";
     default:
       return "none";
   }
@@ -347,7 +349,8 @@ void Agent::ResolveLate(ExecEvent& e) {
   ++counters_.late_resolution_errors;
 }
 
-VerdictView Agent::ViewOf(const KernelVerdict& v, const BuildId& bid) const {
+VerdictView Agent::ViewOf(const KernelVerdict& v, const BuildId& bid,
+                          const std::string& sha256) const {
   VerdictView out;
   out.decision = KernelDecisionName(v.decision);
   out.action = KernelActionName(v.action);
@@ -363,7 +366,8 @@ VerdictView Agent::ViewOf(const KernelVerdict& v, const BuildId& bid) const {
       if (bid.known()) id = bid.bytes;
       out.rule = RuleFor(
           p, id, v.decision == EM_DEC_DENY ? Decision::kDeny : Decision::kAllow,
-          bid.from_memory ? IdTrust::kFromMemory : IdTrust::kTrusted);
+          bid.from_memory ? IdTrust::kFromMemory : IdTrust::kTrusted,
+          sha256.empty() ? absl::nullopt : absl::make_optional(sha256));
     }
     return out;
   }
@@ -441,11 +445,16 @@ void Agent::HandleExec(ExecEvent e) {
     }
   }
   ++counters_.exec_events;
-  const ProcessInfo& self = table_.OnExec(e);
+  // An exec denied with EPERM never ran: the process keeps its old image
+  // (and its table entry); the event describes the attempt.
+  ProcessInfo attempted;
+  const bool denied = e.verdict.action == EM_ACT_DENY_EXEC;
+  if (denied) attempted = table_.ExecInfo(e);
+  const ProcessInfo& self = denied ? attempted : table_.OnExec(e);
   // Looked up after the insert, which never evicts the parent: both stay
   // valid until the table changes again.
   const ProcessInfo* parent = e.ppid != e.pid ? table_.Find(e.ppid) : nullptr;
-  VerdictView verdict = ViewOf(e.verdict, e.build_id);
+  VerdictView verdict = ViewOf(e.verdict, e.build_id, e.sha256);
   static const ContainerRef kNoContainer;
   const ContainerRef* found = ContainerOf(e.cgroup_id);
   const ContainerRef& container = found != nullptr ? *found : kNoContainer;
@@ -864,7 +873,10 @@ void Agent::Tick() {
 absl::Status Agent::Run(const std::atomic<bool>& stop) {
   metrics_ = std::make_unique<Metrics>(
       BuildInfo{EXECMON_VERSION, loader_->features().release,
-                loader_->first_seen_path(), loader_->chain()});
+                loader_->first_seen_path(), loader_->chain(),
+                !loader_->exec_lsm().loaded  ? "none"
+                : loader_->exec_lsm().sha256 ? "bprm_check+sha256"
+                                             : "bprm_check"});
   for (const auto& sink : sinks_) {
     metrics_->AddSink(sink->name(), sink->Stats().reports_delivery);
   }

@@ -139,7 +139,9 @@ class Agent {
   // LoadPolicies, counted in the reload metrics.
   absl::Status LoadPoliciesCounted();
   void UpdateMetrics(const std::vector<uint64_t>* kernel_stats);
-  VerdictView ViewOf(const KernelVerdict& v, const BuildId& bid) const;
+  // sha256: the file's raw content hash, empty when unknown.
+  VerdictView ViewOf(const KernelVerdict& v, const BuildId& bid,
+                     const std::string& sha256 = std::string()) const;
 
   AgentOptions options_;
   std::vector<std::unique_ptr<EventSink>> sinks_;

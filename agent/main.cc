@@ -25,6 +25,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -64,6 +65,19 @@ ABSL_FLAG(std::string, build_id_resolver, "auto",
 ABSL_FLAG(std::string, resolver_refuse, "",
           "Comma-separated resolver paths to treat as refused by the kernel "
           "(for testing the fallbacks; default none).");
+ABSL_FLAG(bool, exec_lsm, true,
+          "Load the exec-denial unit (BPF LSM bprm_check_security) where the "
+          "kernel runs BPF LSM programs: policies with action block then "
+          "fail a denied exec with EPERM. Probed at start-up; see "
+          "docs/kernels.md.");
+ABSL_FLAG(bool, exe_sha256, true,
+          "With the exec-denial unit: hash (sha256, bpf_ima_file_hash) every "
+          "executed file not yet cached, for process.exe.sha256 and pinned "
+          "allow entries. Reads the whole file on first sight.");
+ABSL_FLAG(uint32_t, exe_sha256_max_mb, 256,
+          "Files larger than this (MiB) are not hashed: an exec waits for its "
+          "file's hash (execmon_kernel_events_total{event=\"sha256_failed\"} "
+          "counts them).");
 ABSL_FLAG(uint32_t, ring_buffer_mb, 16,
           "BPF ring buffer size in MiB (power of two).");
 ABSL_FLAG(uint32_t, cache_entries, 16384,
@@ -148,6 +162,9 @@ ABSL_FLAG(std::string, format, "text", "Output: text or json.");
 ABSL_FLAG(std::string, build_id, "",
           "The build ID (hex) of the exec; empty: an exec without a build "
           "ID.");
+ABSL_FLAG(std::string, sha256, "",
+          "The executed file's sha256 (64 hex digits, as sha256sum prints); "
+          "empty: not known (pinned allow entries then allow by build ID).");
 ABSL_FLAG(std::string, namespace, "", "The pod's namespace.");
 ABSL_FLAG(std::string, labels, "", "The pod's labels, k=v,k2=v2.");
 ABSL_FLAG(std::string, container, "", "The container's name.");
@@ -300,6 +317,19 @@ int CmdPolicyTest(const std::vector<char*>& args) {
     }
     id = *raw;
   }
+  absl::optional<std::string> sha;
+  if (std::string h = absl::GetFlag(FLAGS_sha256); !h.empty()) {
+    bool ok = h.size() == 64;
+    for (char c : h) ok = ok && absl::ascii_isxdigit(c);
+    if (!ok) {
+      std::fprintf(stderr,
+                   "execmon: --sha256: '%s' is not a sha256 digest (expected "
+                   "64 hex digits)\n",
+                   h.c_str());
+      return 2;
+    }
+    sha = absl::HexStringToBytes(h);
+  }
   execmon::Workload w;
   w.host = absl::GetFlag(FLAGS_host);
   w.namespace_name = absl::GetFlag(FLAGS_namespace);
@@ -324,7 +354,8 @@ int CmdPolicyTest(const std::vector<char*>& args) {
                  "(--namespace, --labels, --container)\n");
     return 2;
   }
-  execmon::Verdict v = execmon::Evaluate(*set, id, w);
+  execmon::Verdict v =
+      execmon::Evaluate(*set, id, w, execmon::IdTrust::kTrusted, sha);
   const std::string policy = v.policy >= 0 ? set->policies[v.policy].name : "";
   if (absl::GetFlag(FLAGS_format) == "json") {
     rapidjson::StringBuffer sb;
@@ -357,7 +388,8 @@ int CmdPolicyTest(const std::vector<char*>& args) {
       if (governs) {
         execmon::PolicySet one;
         one.policies.push_back(p);
-        execmon::Verdict pv = execmon::Evaluate(one, id, w);
+        execmon::Verdict pv =
+            execmon::Evaluate(one, id, w, execmon::IdTrust::kTrusted, sha);
         says = absl::StrCat(
             execmon::DecisionName(pv.decision),
             pv.rule.empty() ? "" : absl::StrCat(" (", pv.rule, ")"));
@@ -671,6 +703,10 @@ absl::Status CmdRun() {
       absl::ToInt64Nanoseconds(absl::GetFlag(FLAGS_cache_min_age));
   bpf.max_policy_ids = absl::GetFlag(FLAGS_max_policy_ids);
   bpf.wakeup_bytes = absl::GetFlag(FLAGS_ringbuf_wakeup_bytes);
+  bpf.exec_lsm = absl::GetFlag(FLAGS_exec_lsm);
+  bpf.exe_sha256 = absl::GetFlag(FLAGS_exe_sha256);
+  bpf.exe_sha256_max_bytes =
+      static_cast<uint64_t>(absl::GetFlag(FLAGS_exe_sha256_max_mb)) << 20;
   auto loader = execmon::BpfLoader::Create(
       bpf, [&agent](absl::Span<const uint8_t> rec) { agent.OnRecord(rec); });
   if (!loader.ok()) return loader.status();
@@ -687,6 +723,18 @@ absl::Status CmdRun() {
   }
   execmon::LogInfo("build-ID resolver chain: cache,", (*loader)->chain(),
                    " on kernel ", (*loader)->features().release);
+  if (const execmon::ExecLsmStatus& l = (*loader)->exec_lsm(); l.loaded) {
+    execmon::LogInfo(
+        "exec denial (BPF LSM bprm_check_security): active (", l.verified_insns,
+        " instructions verified); action block fails a denied exec with "
+        "EPERM; sha256: ",
+        l.sha256 ? "on (bpf_ima_file_hash)" : "off (--exe_sha256=false)");
+  } else {
+    execmon::LogWarning(
+        "exec denial (BPF LSM bprm_check_security): not available: ", l.reason,
+        "; action block kills before the first instruction instead; "
+        "sha256: off");
+  }
   if (!(*loader)->judges_at_exec()) {
     execmon::LogWarning(
         "build IDs of first-seen binaries are learned only after the "

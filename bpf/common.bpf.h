@@ -79,6 +79,33 @@ struct {
 	__type(value, struct em_exec_state);
 } em_exec_state SEC(".maps");
 
+/*
+ * Content hashes (bpf_ima_file_hash, the exec-denial unit) by the same file
+ * key as em_bid_cache, filled with it under the same rules (em_cache_fill).
+ * A map of its own so the build-ID cache's values (and the stack frames
+ * that build them) stay small where no hash is ever computed.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct em_file_key);
+	__type(value, struct em_sha256);
+} em_sha_cache SEC(".maps");
+
+/*
+ * The content hash the exec-denial unit computed at bprm_check_security,
+ * for the exec event of the same process (struct em_lsm_stash), by tgid
+ * (a thread that execs takes its process's pid). A preallocated LRU hash,
+ * not task storage: 7.3 fails to create task storage from the sleepable
+ * LSM program, and an LRU bounds the entries of execs that failed later.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct em_lsm_stash);
+} em_lsm_stash SEC(".maps");
+
 static __always_inline struct em_globals *em_glob(void)
 {
 	__u32 z = 0;
@@ -139,8 +166,40 @@ static __always_inline void em_file_key_of(struct inode *inode,
  * tick keeps the ctime. Callers pass only IDs read from the file or before
  * the program's first instruction. Returns whether it was cached.
  */
+static __always_inline bool em_file_key_eq(const struct em_file_key *a,
+					   const struct em_file_key *b)
+{
+	return a->ino == b->ino && a->ctime_sec == b->ctime_sec &&
+	       a->ctime_nsec == b->ctime_nsec && a->dev == b->dev &&
+	       a->generation == b->generation && a->size == b->size;
+}
+
+/*
+ * p where have, else NULL, as a value the compiler cannot see through:
+ * otherwise it tests `have` where the callee tests the pointer, and older
+ * verifiers (6.1) then follow a NULL key into a map lookup.
+ */
+static __always_inline const __u8 *em_opt_sha(const __u8 *p, bool have)
+{
+	const __u8 *r = have ? p : NULL;
+
+	asm volatile("" : "+r"(r));
+	return r;
+}
+
+/* The exec event's content hash, or NULL. */
+static __always_inline const __u8 *em_exec_sha(const struct em_exec_event *e)
+{
+	return em_opt_sha(e->sha256, e->flags & EM_F_SHA256);
+}
+
+/*
+ * sha (NULL: none) is the file's content hash from bpf_ima_file_hash,
+ * stored with the build ID under the same key and rules.
+ */
 static __always_inline bool em_cache_fill(const struct em_file_key *key,
-					  const struct em_build_id *bid)
+					  const struct em_build_id *bid,
+					  const __u8 *sha)
 {
 	struct em_cache_val val = {};
 	struct em_globals *g = em_glob();
@@ -167,6 +226,8 @@ static __always_inline bool em_cache_fill(const struct em_file_key *key,
 	}
 	val.bid = *bid;
 	val.filled_ns = bpf_ktime_get_boot_ns();
+	if (sha)
+		bpf_map_update_elem(&em_sha_cache, key, sha, BPF_ANY);
 	bpf_map_update_elem(&em_bid_cache, key, &val, BPF_ANY);
 	em_count(EM_STAT_CACHE_FILL);
 	return true;
@@ -197,11 +258,12 @@ const volatile bool em_has_send_signal_task = false;
  */
 static __always_inline void em_enforce(struct task_struct *task,
 				       const struct em_build_id *bid,
-				       struct em_verdict *v, bool current_task)
+				       const __u8 *sha, struct em_verdict *v,
+				       bool current_task)
 {
 	int err;
 
-	em_judge(task, bid, v);
+	em_judge(task, bid, sha, v);
 	if (v->decision == EM_DEC_DENY)
 		em_count(EM_STAT_VERDICT_DENY);
 	if (v->action != EM_ACT_KILL)
@@ -248,9 +310,9 @@ static __always_inline void em_resolved_exec(struct em_exec_state *st,
 {
 	st->ev.bid = *bid;
 	st->ev.resolved_ns = bpf_ktime_get_boot_ns();
-	if (em_cache_fill(&st->ev.exe, bid))
+	if (em_cache_fill(&st->ev.exe, bid, em_exec_sha(&st->ev)))
 		st->ev.flags |= EM_F_CACHED;
-	em_enforce(task, bid, &st->ev.verdict, true);
+	em_enforce(task, bid, em_exec_sha(&st->ev), &st->ev.verdict, true);
 	em_send_exec(st);
 }
 

@@ -19,6 +19,7 @@
 #include "execmon_abi.h"
 #include "common.bpf.h"
 #include "path.bpf.h"
+#include "exec_fill.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -38,137 +39,16 @@ struct {
 	__type(value, struct em_snap_scratch);
 } em_snap_scratch SEC(".maps");
 
-static __always_inline __u32 em_pid_ns(struct task_struct *p)
-{
-	struct pid *pid = BPF_CORE_READ(p, thread_pid);
-	unsigned int level = BPF_CORE_READ(pid, level);
-	struct upid up = {};
-
-	bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[level & 31]);
-	return BPF_CORE_READ(up.ns, ns.inum);
-}
-
-/*
- * The path as passed to exec. Longer than the buffer, its tail is kept
- * (the program's name), as for binary and cwd, and the event is flagged:
- * the end is found a buffer at a time (PATH_MAX bounds the scan).
- */
-#define EM_FILENAME_SCAN (4096 / (EM_PATH_MAX - 1) + 1)
-static __always_inline void em_read_filename(struct em_exec_event *e,
-					     const char *src)
-{
-	const long win = EM_PATH_MAX - 1;
-	long n, off = 0;
-	int i;
-
-	n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), src);
-	if (n < (long)sizeof(e->filename)) {
-		e->filename_len = n > 0 ? n - 1 : 0;
-		return;
-	}
-	for (i = 0; i < EM_FILENAME_SCAN; i++) {
-		off += win;
-		n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename),
-					      src + off);
-		if (n < (long)sizeof(e->filename))
-			break;
-	}
-	/* The string is off + n - 1 bytes long (n counts the NUL); its last
-	 * win bytes start at off + n - 1 - win (0: exactly win bytes long). */
-	if (n > 0)
-		off += n - 1 - win;
-	if (bpf_probe_read_kernel(e->filename, win, src + off))
-		e->filename[0] = 0;
-	e->filename[win] = 0;
-	e->filename_len = e->filename[0] ? win : 0;
-	if (off > 0)
-		e->flags |= EM_F_FILENAME_TRUNC;
-}
-
-static __always_inline void em_fill_exec(struct em_exec_event *e,
-					 struct task_struct *p,
-					 struct linux_binprm *bprm)
-{
-	struct file *file = BPF_CORE_READ(bprm, file);
-	struct inode *inode = BPF_CORE_READ(file, f_inode);
-	struct fs_struct *fs = BPF_CORE_READ(p, fs);
-	const struct cred *cred = BPF_CORE_READ(p, cred);
-	struct mm_struct *mm = BPF_CORE_READ(p, mm);
-	__u64 arg_start, arg_end, len;
-	int trunc = 0;
-
-	e->hdr.type = EM_EV_EXEC;
-	e->hdr.abi = EM_ABI_VERSION;
-	e->hdr.size = sizeof(*e);
-	e->hdr.ktime_ns = bpf_ktime_get_boot_ns();
-	e->pid = BPF_CORE_READ(p, tgid);
-	e->tid = BPF_CORE_READ(p, pid);
-	e->ppid = BPF_CORE_READ(p, real_parent, tgid);
-	e->uid = BPF_CORE_READ(cred, uid.val);
-	e->gid = BPF_CORE_READ(cred, gid.val);
-	e->euid = BPF_CORE_READ(cred, euid.val);
-	e->egid = BPF_CORE_READ(cred, egid.val);
-	if (bpf_core_field_exists(p->loginuid))
-		e->loginuid = BPF_CORE_READ(p, loginuid.val);
-	else
-		e->loginuid = (__u32)-1;
-	e->flags = 0;
-	e->mnt_ns = BPF_CORE_READ(p, nsproxy, mnt_ns, ns.inum);
-	e->pid_ns = em_pid_ns(p);
-	e->argc = BPF_CORE_READ(bprm, argc);
-	e->cgroup_id = bpf_get_current_cgroup_id();
-	e->start_ns = BPF_CORE_READ(p, group_leader, start_boottime);
-	e->resolved_ns = 0;
-	e->exe_nlink = BPF_CORE_READ(inode, __i_nlink);
-	e->exe_mode = BPF_CORE_READ(inode, i_mode);
-	__builtin_memset(&e->bid, 0, sizeof(e->bid));
-	__builtin_memset(&e->verdict, 0, sizeof(e->verdict));
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
-
-	em_read_filename(e, BPF_CORE_READ(bprm, filename));
-	/* binfmt_script and binfmt_misc swap bprm->interp for the handler. */
-	if (BPF_CORE_READ(bprm, interp) != BPF_CORE_READ(bprm, filename))
-		e->flags |= EM_F_SCRIPT;
-	if (BPF_CORE_READ(bprm, fdpath))
-		e->flags |= EM_F_EXECFD;
-	if (e->exe_nlink == 0)
-		e->flags |= EM_F_EXE_UNLINKED;
-
-	e->binary_len = em_path(BPF_CORE_READ(file, f_path.mnt),
-				BPF_CORE_READ(file, f_path.dentry), &fs->root,
-				e->binary, &trunc, EM_SCRATCH_EXEC);
-	if (trunc)
-		e->flags |= EM_F_BINARY_TRUNC;
-	trunc = 0;
-	e->cwd_len = em_path(BPF_CORE_READ(fs, pwd.mnt),
-			     BPF_CORE_READ(fs, pwd.dentry), &fs->root, e->cwd,
-			     &trunc, EM_SCRATCH_EXEC);
-	if (trunc)
-		e->flags |= EM_F_CWD_TRUNC;
-
-	/* argv was just copied onto the new stack: its pages are present. */
-	arg_start = BPF_CORE_READ(mm, arg_start);
-	arg_end = BPF_CORE_READ(mm, arg_end);
-	len = arg_end > arg_start ? arg_end - arg_start : 0;
-	if (len > EM_ARGS_MAX) {
-		len = EM_ARGS_MAX;
-		e->flags |= EM_F_ARGS_TRUNC;
-	}
-	e->args_len = 0;
-	barrier_var(len);
-	if (len > 0 && len <= EM_ARGS_MAX &&
-	    !bpf_probe_read_user(e->args, len, (void *)arg_start))
-		e->args_len = len;
-}
-
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(em_exec, struct task_struct *p, pid_t old_pid,
 	     struct linux_binprm *bprm)
 {
 	struct em_globals *g = em_glob();
 	struct em_exec_state *st;
+	struct em_lsm_stash *stash;
 	struct em_cache_val *hit;
-	__u32 z = 0;
+	struct em_sha256 *sha;
+	__u32 z = 0, tgid;
 
 	if (!g || !g->armed)
 		return 0;
@@ -179,7 +59,18 @@ int BPF_PROG(em_exec, struct task_struct *p, pid_t old_pid,
 	st->tid = BPF_CORE_READ(p, pid);
 	st->seq++;
 	em_file_key_of(BPF_CORE_READ(bprm, file, f_inode), &st->ev.exe);
-	em_fill_exec(&st->ev, p, bprm);
+	em_fill_exec(&st->ev, p, bprm, true, EM_SCRATCH_EXEC);
+	/* The content hash computed at bprm_check for this very file. */
+	tgid = st->ev.pid;
+	stash = g->sha256 ? bpf_map_lookup_elem(&em_lsm_stash, &tgid) : NULL;
+	if (stash && stash->valid) {
+		if (em_file_key_eq(&stash->key, &st->ev.exe)) {
+			__builtin_memcpy(st->ev.sha256, stash->sha256,
+					 EM_SHA256_LEN);
+			st->ev.flags |= EM_F_SHA256;
+		}
+		stash->valid = 0;
+	}
 	hit = bpf_map_lookup_elem(&em_bid_cache, &st->ev.exe);
 	if (hit) {
 		em_count(EM_STAT_CACHE_HIT);
@@ -187,7 +78,16 @@ int BPF_PROG(em_exec, struct task_struct *p, pid_t old_pid,
 		st->ev.bid.source = EM_BID_SRC_CACHE;
 		st->ev.flags |= EM_F_CACHED;
 		st->ev.resolved_ns = st->ev.hdr.ktime_ns;
-		em_enforce(p, &st->ev.bid, &st->ev.verdict, true);
+		if (g->sha256 && !(st->ev.flags & EM_F_SHA256)) {
+			sha = bpf_map_lookup_elem(&em_sha_cache, &st->ev.exe);
+			if (sha) {
+				__builtin_memcpy(st->ev.sha256, sha->b,
+						 EM_SHA256_LEN);
+				st->ev.flags |= EM_F_SHA256;
+			}
+		}
+		em_enforce(p, &st->ev.bid, em_exec_sha(&st->ev),
+			   &st->ev.verdict, true);
 		em_send_exec(st);
 		return 0;
 	}
@@ -226,7 +126,8 @@ int BPF_PROG(em_exec_tail, struct task_struct *p, pid_t old_pid,
 	} else {
 		if (!st->ev.bid.error)
 			st->ev.bid.error = EM_BID_ERR_UNRESOLVED;
-		em_enforce(p, &st->ev.bid, &st->ev.verdict, true);
+		em_enforce(p, &st->ev.bid, em_exec_sha(&st->ev),
+			   &st->ev.verdict, true);
 	}
 	em_send_exec(st);
 	return 0;

@@ -12,12 +12,13 @@
 #include <linux/types.h>
 #endif
 
-#define EM_ABI_VERSION 4
+#define EM_ABI_VERSION 5
 
 #define EM_COMM_LEN 16
 #define EM_PATH_MAX 512 /* filename, binary, cwd: bytes incl. NUL */
 #define EM_ARGS_MAX 1024 /* NUL-separated argv bytes */
 #define EM_BUILD_ID_MAX 20
+#define EM_SHA256_LEN 32
 
 /* Record types on the ring buffer and in iterator output. */
 enum em_event_type {
@@ -94,6 +95,13 @@ enum em_stat {
 	EM_STAT_PC_NOT_RESIDENT, /* ... a needed page was not resident */
 	EM_STAT_STATE_LOST, /* exec state overwritten between chained programs */
 	EM_STAT_HELD, /* execs stopped before their first instruction to be judged late */
+	EM_STAT_LSM_RAN, /* bprm_check_security runs (the exec-denial unit) */
+	EM_STAT_EXEC_DENIED, /* execs failed with EPERM by policy (action block) */
+	EM_STAT_LSM_BUSY, /* not judged at bprm_check: its per-CPU scratch was
+			     in use by a preempted exec on the same CPU */
+	EM_STAT_HASHED, /* files hashed (sha256) at bprm_check */
+	EM_STAT_HASH_FAIL, /* not hashed: bpf_ima_file_hash failed, was not
+			      sha256, or the file exceeds the size limit */
 	EM_STAT_MAX,
 };
 
@@ -117,6 +125,7 @@ enum em_action {
 	EM_ACT_NONE = 0,
 	EM_ACT_ALERT = 1,
 	EM_ACT_KILL = 2,
+	EM_ACT_DENY_EXEC = 3, /* the exec failed with EPERM (BPF LSM) */
 };
 
 #define EM_POLICY_NONE 0xff
@@ -147,6 +156,26 @@ struct em_policy_key {
 struct em_policy_val {
 	__u64 deny_mask;
 	__u64 allow_mask;
+	/* Policies whose allow entry for this ID pins content hashes: their
+	 * allow credit needs the file's sha256 in em_policy_hashes. */
+	__u64 pinned_mask;
+};
+
+/*
+ * Pinned content hashes: sha256 -> the policies whose allow entries list
+ * it, per generation slot (gen & 1), valid where gen[slot] is the
+ * generation judged with. Keyed by the hash alone, so a lookup needs no
+ * key built on the BPF stack (the iterators have none to spare).
+ */
+struct em_sha256 {
+	__u8 b[EM_SHA256_LEN];
+};
+/* The content-hash cache (em_sha_cache) beside the build-ID cache: same
+ * key, filled under the same rules, value struct em_sha256. */
+
+struct em_hash_pins {
+	__u64 mask[2];
+	__u32 gen[2];
 };
 
 /* Per-generation policy attributes (array map, index gen & 1). */
@@ -159,6 +188,8 @@ struct em_policy_meta {
 	__u64 enforce_mask;
 	__u64 scope_host; /* policies governing processes outside containers */
 	__u64 scope_container; /* ... inside containers, without a cgroup entry */
+	__u64 block_mask; /* action block: EPERM at bprm_check where the BPF
+			     LSM runs (a subset of kill_mask: kill elsewhere) */
 };
 
 /* Per-cgroup scope (pods, from container metadata): overrides the above
@@ -180,6 +211,8 @@ struct em_globals {
 	__u32 agent_tgid; /* never killed by policy */
 	__u32 armed; /* every exec program is attached: start reporting */
 	__u32 late_resolve; /* the iterator resolves what no path did */
+	__u32 sha256; /* the exec-denial unit hashes files: look hashes up */
+	__u32 pad;
 };
 
 /* Exec event flags. */
@@ -192,6 +225,7 @@ struct em_globals {
 #define EM_F_EXECFD (1U << 6) /* fexecve/execveat with AT_EMPTY_PATH */
 #define EM_F_HELD (1U << 8) /* stopped (SIGSTOP) before its first instruction
 			       until the agent resolved and judged it */
+#define EM_F_SHA256 (1U << 9) /* sha256 holds the file's content hash */
 #define EM_F_CACHED (1U << 7) /* the build ID was stored in the cache by
 				  this exec (or served from it) */
 
@@ -229,6 +263,18 @@ struct em_build_id {
 struct em_cache_val {
 	struct em_build_id bid;
 	__u64 filled_ns; /* bpf_ktime_get_boot_ns() at fill */
+};
+
+/*
+ * bprm_check_security -> sched_process_exec, per task (task storage):
+ * the content hash the exec-denial unit computed for the file about to
+ * run, so the exec event carries it even when it was not cached.
+ */
+struct em_lsm_stash {
+	struct em_file_key key;
+	__u32 valid;
+	__u32 pad;
+	__u8 sha256[EM_SHA256_LEN];
 };
 
 struct em_header {
@@ -269,6 +315,7 @@ struct em_exec_event {
 	char binary[EM_PATH_MAX]; /* the executed ELF, relative to root */
 	char cwd[EM_PATH_MAX];
 	char args[EM_ARGS_MAX];
+	__u8 sha256[EM_SHA256_LEN]; /* with EM_F_SHA256 */
 };
 
 struct em_fork_event {

@@ -141,12 +141,12 @@ static long em_resolve_step(__u32 i, void *arg)
 	/* From the file: cached. From memory the process could have written
 	 * (it has run): never, so one process cannot poison the node's cache. */
 	if (!(rec->bid.flags & EM_BID_F_MEMORY))
-		em_cache_fill(&rec->file, &rec->bid);
+		em_cache_fill(&rec->file, &rec->bid, NULL);
 	rec->verdict.policy = EM_POLICY_NONE;
 	/* A late exec resolution (no task_work): judge now, the program is
 	 * already running. Snapshot objects are judged by the sweep. */
 	if (em_req.addrs[idx] == EM_RESOLVE_EXE && w->source == EM_BID_SRC_ITERATOR)
-		em_enforce(w->task, &rec->bid, &rec->verdict, false);
+		em_enforce(w->task, &rec->bid, NULL, &rec->verdict, false);
 	em_count(EM_STAT_ITER_RESOLVED);
 	bpf_seq_write(w->seq, rec, sizeof(*rec));
 	return 0;
@@ -187,6 +187,7 @@ int em_sweep(struct bpf_iter__task *ctx)
 	struct task_struct *task = ctx->task;
 	struct em_late_scratch *s;
 	struct em_cache_val *hit;
+	const __u8 *sha = NULL;
 	struct em_sweep *rec;
 	struct file *exe;
 	__u32 z = 0;
@@ -207,15 +208,16 @@ int em_sweep(struct bpf_iter__task *ctx)
 	if (hit) {
 		rec->bid = hit->bid;
 		rec->bid.source = EM_BID_SRC_CACHE;
+		sha = (const __u8 *)bpf_map_lookup_elem(&em_sha_cache, &rec->exe);
 	} else {
 		em_late_build_id(task, BPF_CORE_READ(task, mm, start_code),
 				 &rec->exe, &rec->bid, EM_RESOLVE_EXE, 0, s);
 		rec->bid.source = EM_BID_SRC_ITERATOR;
 		/* Cached only when read from the file (em_resolve_step). */
 		if (!(rec->bid.flags & EM_BID_F_MEMORY))
-			em_cache_fill(&rec->exe, &rec->bid);
+			em_cache_fill(&rec->exe, &rec->bid, NULL);
 	}
-	em_enforce(task, &rec->bid, &rec->verdict, false);
+	em_enforce(task, &rec->bid, sha, &rec->verdict, false);
 	if (rec->verdict.decision != EM_DEC_DENY)
 		return 0;
 	em_count(EM_STAT_SWEEP_VIOLATIONS);

@@ -30,9 +30,10 @@ struct em_path_scratch {
  */
 #define EM_SCRATCH_EXEC 0
 #define EM_SCRATCH_ITER 1
+#define EM_SCRATCH_LSM 2 /* bprm_check (held exclusively: bpf/lsm.bpf.c) */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 3);
 	__type(key, __u32);
 	__type(value, struct em_path_scratch);
 } em_path_scratch SEC(".maps");

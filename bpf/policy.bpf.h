@@ -32,6 +32,15 @@ struct {
 	__type(value, struct em_policy_val);
 } em_policy_ids SEC(".maps");
 
+/* Pinned content hashes, per generation. Sized by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1024);
+	__type(key, struct em_sha256);
+	__type(value, struct em_hash_pins);
+} em_policy_hashes SEC(".maps");
+
 /* Policy attributes, slot gen & 1. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -180,12 +189,30 @@ static __always_inline __u32 em_lowest_bit(__u64 m)
 }
 
 /*
+ * Policies whose allow entries pin content hash sha (generation gen).
+ * With no hash known (sha NULL) every pinned entry credits by build ID:
+ * all of them.
+ */
+static __always_inline __u64 em_hash_pins(__u32 gen, const __u8 *sha)
+{
+	struct em_hash_pins *p;
+	__u32 slot = gen & 1;
+
+	if (!sha)
+		return ~0ULL;
+	p = bpf_map_lookup_elem(&em_policy_hashes, sha);
+	if (!p || p->gen[slot] != gen)
+		return 0;
+	return p->mask[slot];
+}
+
+/*
  * The verdict on task running an image with build ID bid (error set when
  * unknown). Does not act on it: see em_enforce().
  */
 static __always_inline void em_judge(struct task_struct *task,
 				     const struct em_build_id *bid,
-				     struct em_verdict *v)
+				     const __u8 *sha, struct em_verdict *v)
 {
 	struct em_policy_meta *meta;
 	struct em_policy_key key = {};
@@ -218,6 +245,14 @@ static __always_inline void em_judge(struct task_struct *task,
 		if (val) {
 			deny = val->deny_mask;
 			allow = val->allow_mask;
+			/*
+			 * A pinned allow entry credits only the pinned
+			 * contents where the hash is known; without one it
+			 * allows by build ID (docs/policies.md, "Pinning").
+			 */
+			if (val->pinned_mask)
+				allow &= ~(val->pinned_mask &
+					   ~em_hash_pins(gen, sha));
 		}
 		if (untrusted) {
 			viol = scope & (deny | meta->unknown_deny_mask);

@@ -161,7 +161,8 @@ int BPF_PROG(em_exit_tw, struct task_struct *p)
 		em_count(EM_STAT_PENDING_EXITED);
 		pend->st.ev.bid.error = EM_BID_ERR_EXITED;
 		/* Dying anyway: record the verdict, send nothing else. */
-		em_judge(p, &pend->st.ev.bid, &pend->st.ev.verdict);
+		em_judge(p, &pend->st.ev.bid, em_exec_sha(&pend->st.ev),
+			 &pend->st.ev.verdict);
 		em_send_exec(&pend->st);
 		bpf_map_delete_elem(&em_pending, &tid);
 	}

@@ -3,10 +3,13 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include <fcntl.h>
 #include <linux/capability.h>
+#include <spawn.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,6 +29,7 @@
 #include "bpf/execmon_abi.h"
 #include "execmon_bpf.skel.h"
 #include "execmon_iter_bpf.skel.h"
+#include "execmon_lsm_bpf.skel.h"
 #include "execmon_pc_bpf.skel.h"
 #include "execmon_tw2_bpf.skel.h"
 #include "execmon_tw_bpf.skel.h"
@@ -106,7 +110,13 @@ std::string RefusalReason(absl::string_view captured) {
         absl::StrContains(*it, "failed to load BPF skeleton")) {
       continue;
     }
-    return std::string(absl::StripPrefix(*it, "libbpf: "));
+    std::string line(absl::StripPrefix(*it, "libbpf: "));
+    // The kernel refused the program before the verifier ran (no log):
+    // say so rather than show only libbpf's "failed to load: -1".
+    if (absl::StrContains(line, "failed to load: -")) {
+      absl::StrAppend(&line, " (refused before verification: no verifier log)");
+    }
+    return line;
   }
   return "refused (no reason given)";
 }
@@ -288,10 +298,19 @@ absl::StatusOr<std::unique_ptr<BpfLoader>> BpfLoader::Create(
                                    options.cache_entries);
   }
   if (!err) {
+    err = bpf_map__set_max_entries(skel->maps.em_sha_cache,
+                                   options.cache_entries);
+  }
+  if (!err) {
     err = bpf_map__set_max_entries(skel->maps.em_policy_ids,
                                    2 * options.max_policy_ids);
   }
+  if (!err) {
+    err = bpf_map__set_max_entries(skel->maps.em_policy_hashes,
+                                   2 * options.max_policy_hashes);
+  }
   loader->max_policy_ids_ = options.max_policy_ids;
+  loader->max_policy_hashes_ = options.max_policy_hashes;
   if (err) return ErrnoStatus(err, "sizing BPF maps");
   bpf_program__set_autoattach(skel->progs.em_snap_tasks, false);
   bpf_program__set_autoattach(skel->progs.em_snap_vmas, false);
@@ -326,6 +345,16 @@ absl::StatusOr<std::unique_ptr<BpfLoader>> BpfLoader::Create(
           "--build_id_resolver=", ResolverPathName(path), ": ", st.reason));
     }
   }
+  // Exec denial (BPF LSM): optional like the paths, never required.
+  if (!options.exec_lsm) {
+    loader->lsm_status_.reason = "turned off (--exec_lsm=false)";
+  } else if (absl::Status s = loader->LoadExecLsm(options); !s.ok()) {
+    loader->lsm_status_.reason = std::string(s.message());
+  } else {
+    loader->lsm_status_.loaded = true;
+    loader->lsm_status_.sha256 = options.exe_sha256;
+    loader->lsm_status_.verified_insns = VerifiedInsns(loader->lsm_->obj);
+  }
   const size_t globals_size = sizeof(em_globals);
   void* g = mmap(nullptr, std::max<size_t>(globals_size, sysconf(_SC_PAGESIZE)),
                  PROT_READ | PROT_WRITE, MAP_SHARED,
@@ -336,6 +365,9 @@ absl::StatusOr<std::unique_ptr<BpfLoader>> BpfLoader::Create(
   loader->globals_->agent_tgid = getpid();
   // An exec no path resolved is sent "pending" when the iterator will
   // resolve it late, else as unresolved (and judged as unknown).
+  // Exec events look content hashes up only where something computes them.
+  loader->globals_->sha256 =
+      loader->lsm_status_.loaded && loader->lsm_status_.sha256 ? 1 : 0;
   loader->globals_->late_resolve =
       loader->path_loaded(ResolverPath::kIterator) ? 1 : 0;
 
@@ -468,6 +500,88 @@ absl::Status BpfLoader::LoadUnit(ResolverPath path, const BpfOptions& options) {
   return absl::InternalError("unknown path");
 }
 
+// Where a kernel has no "bpf" in its active LSM list, an LSM program loads
+// and attaches but is never called: run an exec and see that it was.
+absl::Status BpfLoader::LoadExecLsm(const BpfOptions& options) {
+  execmon_lsm_bpf* u = execmon_lsm_bpf__open();
+  if (u == nullptr) return ErrnoStatus(errno, "opening the exec-denial unit");
+  lsm_ = u;
+  EM_SET_COMMON_RODATA(u, options, features_);
+  u->rodata->em_pc_page_shift = __builtin_ctzl(sysconf(_SC_PAGESIZE));
+  u->rodata->em_lsm_hash = options.exe_sha256;
+  u->rodata->em_lsm_hash_max_bytes = options.exe_sha256_max_bytes;
+  absl::Status s = ShareCoreMaps(u->obj);
+  if (s.ok()) {
+    s = LoadCaptured([&] { return execmon_lsm_bpf__load(u); },
+                     "the exec-denial unit (lsm.s/bprm_check_security) was");
+  }
+  if (!s.ok()) {
+    UnloadExecLsm();
+    return s;
+  }
+  // Reads the page cache with the bases the page_cache unit validated.
+  if (pc_ != nullptr) u->bss->em_pc_bases = pc_->bss->em_pc_bases;
+  lsm_link_ = bpf_program__attach(u->progs.em_bprm_check);
+  if (lsm_link_ == nullptr) {
+    int err = errno;
+    UnloadExecLsm();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "attaching lsm.s/bprm_check_security: ", std::strerror(err),
+        err == EOPNOTSUPP || err == 524 /* ENOTSUPP */
+            ? " (this kernel has no BPF trampolines)"
+            : ""));
+  }
+  auto before = ReadStats();
+  if (!before.ok()) {
+    UnloadExecLsm();
+    return before.status();
+  }
+  // An exec of the agent's own binary, printing nothing; the program is
+  // not armed yet and only counts it.
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  char arg0[] = "execmon", arg1[] = "version";
+  char* argv[] = {arg0, arg1, nullptr};
+  char* envp[] = {nullptr};
+  pid_t pid = -1;
+  int err = posix_spawn(&pid, "/proc/self/exe", &fa, nullptr, argv, envp);
+  posix_spawn_file_actions_destroy(&fa);
+  if (err == 0) {
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  auto after = ReadStats();
+  if (!after.ok()) {
+    UnloadExecLsm();
+    return after.status();
+  }
+  if ((*after)[EM_STAT_LSM_RAN] == (*before)[EM_STAT_LSM_RAN]) {
+    std::string lsms = "unreadable";
+    if (FILE* f = std::fopen("/sys/kernel/security/lsm", "r")) {
+      char buf[256] = {};
+      size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+      std::fclose(f);
+      lsms = std::string(buf, n);
+    }
+    UnloadExecLsm();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "loaded and attached, but the kernel did not run it on an exec: the "
+        "BPF LSM is not active (/sys/kernel/security/lsm: ",
+        lsms, "; boot with lsm=<that list>,bpf)"));
+  }
+  return absl::OkStatus();
+}
+
+void BpfLoader::UnloadExecLsm() {
+  if (lsm_link_ != nullptr) bpf_link__destroy(lsm_link_);
+  lsm_link_ = nullptr;
+  if (lsm_ != nullptr) execmon_lsm_bpf__destroy(lsm_);
+  lsm_ = nullptr;
+}
+
 void BpfLoader::UnloadUnit(ResolverPath path) {
   switch (path) {
     case ResolverPath::kPageCache:
@@ -565,7 +679,8 @@ std::vector<BpfLoader::ProgramStats> BpfLoader::ReadProgramStats() const {
   std::vector<ProgramStats> out;
   for (bpf_object* obj : {skel_->obj, UnitObject(ResolverPath::kPageCache),
                           UnitObject(ResolverPath::kTaskWork),
-                          UnitObject(ResolverPath::kIterator)}) {
+                          UnitObject(ResolverPath::kIterator),
+                          lsm_ != nullptr ? lsm_->obj : nullptr}) {
     if (obj == nullptr) continue;
     ForEachProgramInfo(obj, [&](bpf_program* prog, const bpf_prog_info& info) {
       out.push_back({bpf_program__name(prog), info.run_time_ns, info.run_cnt});
@@ -582,6 +697,7 @@ BpfLoader::~BpfLoader() {
     munmap(globals_,
            std::max<size_t>(sizeof(em_globals), sysconf(_SC_PAGESIZE)));
   }
+  UnloadExecLsm();
   for (ResolverPath p : kAllResolverPaths) UnloadUnit(p);
   if (skel_ != nullptr) execmon_bpf__destroy(skel_);
 }
@@ -768,8 +884,41 @@ absl::StatusOr<uint32_t> BpfLoader::LoadPolicies(
         "policies name ", c.ids.size(), " distinct build IDs; at most ",
         max_policy_ids_, " fit (--max_policy_ids)"));
   }
+  if (c.hashes.size() > max_policy_hashes_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "policies pin ", c.hashes.size(), " distinct sha256 hashes; at most ",
+        max_policy_hashes_, " fit"));
+  }
   const uint32_t gen = active_gen_ + 1;
   const int ids_fd = bpf_map__fd(skel_->maps.em_policy_ids);
+  const int hashes_fd = bpf_map__fd(skel_->maps.em_policy_hashes);
+  // Pinned hashes: this generation's slot of each entry. Undone on
+  // failure (the generation number is reused by the next attempt).
+  const uint32_t hslot = gen & 1;
+  std::vector<std::pair<em_sha256, em_hash_pins>> hash_undo;
+  auto undo_hashes = [&] {
+    for (auto& [k, old] : hash_undo) {
+      if (old.gen[0] == 0 && old.gen[1] == 0) {
+        bpf_map_delete_elem(hashes_fd, &k);
+      } else {
+        bpf_map_update_elem(hashes_fd, &k, &old, BPF_ANY);
+      }
+    }
+  };
+  for (const auto& [hash, mask] : c.hashes) {
+    em_sha256 k{};
+    std::memcpy(k.b, hash.data(), std::min(sizeof(k.b), hash.size()));
+    em_hash_pins v{};
+    if (bpf_map_lookup_elem(hashes_fd, &k, &v) != 0) v = em_hash_pins{};
+    hash_undo.emplace_back(k, v);
+    v.mask[hslot] = mask;
+    v.gen[hslot] = gen;
+    if (bpf_map_update_elem(hashes_fd, &k, &v, BPF_ANY) != 0) {
+      int e = errno;
+      undo_hashes();
+      return ErrnoStatus(e, "loading pinned sha256 hashes");
+    }
+  }
   std::vector<em_policy_key> keys(c.ids.size());
   std::vector<em_policy_val> vals(c.ids.size());
   for (size_t i = 0; i < c.ids.size(); ++i) {
@@ -790,6 +939,7 @@ absl::StatusOr<uint32_t> BpfLoader::LoadPolicies(
       for (size_t i = 0; i < off + n && i < keys.size(); ++i) {
         bpf_map_delete_elem(ids_fd, &keys[i]);
       }
+      undo_hashes();
       return ErrnoStatus(e, "loading policy build IDs");
     }
   }
@@ -805,6 +955,23 @@ absl::StatusOr<uint32_t> BpfLoader::LoadPolicies(
   __atomic_store_n(&globals_->active_gen, gen, __ATOMIC_SEQ_CST);
   active_gen_ = gen;
   gen_keys_.emplace_back(gen, std::move(keys));
+  // Hashes that neither this generation nor the one before pins.
+  {
+    em_sha256 k{}, next{};
+    const void* prev = nullptr;
+    std::vector<em_sha256> stale;
+    while (bpf_map_get_next_key(hashes_fd, prev, &next) == 0) {
+      em_hash_pins v{};
+      if (bpf_map_lookup_elem(hashes_fd, &next, &v) == 0) {
+        bool live = false;
+        for (uint32_t g : v.gen) live = live || (g != 0 && g + 1 >= gen);
+        if (!live) stale.push_back(next);
+      }
+      k = next;
+      prev = &k;
+    }
+    for (const em_sha256& sk : stale) bpf_map_delete_elem(hashes_fd, &sk);
+  }
   // Keep the previous generation (an exec that read the old number just
   // before the flip still finds its set); free anything older.
   while (gen_keys_.size() > 2) {

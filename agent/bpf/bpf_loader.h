@@ -21,6 +21,7 @@ struct execmon_pc_bpf;
 struct execmon_tw_bpf;
 struct execmon_tw2_bpf;
 struct execmon_iter_bpf;
+struct execmon_lsm_bpf;
 struct bpf_object;
 struct ring_buffer;
 struct bpf_link;
@@ -57,8 +58,26 @@ struct PathStatus {
   uint32_t verified_insns = 0;  // sum over the unit's programs, where known
 };
 
+// The exec-denial unit (bpf/lsm.bpf.c, BPF LSM bprm_check_security): what
+// became of it at start-up.
+struct ExecLsmStatus {
+  bool loaded = false;  // loaded, attached, and seen running on an exec
+  std::string reason;   // why not: the kernel's own words
+  uint32_t verified_insns = 0;
+  bool sha256 = false;  // hashing files (bpf_ima_file_hash) is on
+};
+
 struct BpfOptions {
   ResolverChoice resolver;
+  // Load the exec-denial unit where the kernel runs BPF LSM programs.
+  bool exec_lsm = true;
+  // Hash (sha256) each file not yet cached at bprm_check (reads it whole).
+  bool exe_sha256 = true;
+  // Larger files are not hashed (the exec waits for the hash).
+  uint64_t exe_sha256_max_bytes = 256ull << 20;
+  // Maximum pinned content hashes all loaded policies may name, per
+  // generation.
+  uint32_t max_policy_hashes = 65536;
   // Paths to treat as refused by the kernel (testing the fallbacks).
   std::vector<ResolverPath> refuse;
   uint32_t ring_buffer_bytes = 16u << 20;
@@ -178,6 +197,7 @@ class BpfLoader {
   bool judges_at_exec() const;
   // The first loaded path: page_cache, task_work, iterator, or "none".
   std::string first_seen_path() const;
+  const ExecLsmStatus& exec_lsm() const { return lsm_status_; }
 
  private:
   BpfLoader() = default;
@@ -189,6 +209,9 @@ class BpfLoader {
   void UnloadUnit(ResolverPath path);
   ::bpf_object* UnitObject(ResolverPath path) const;
   absl::Status ShareCoreMaps(::bpf_object* unit);
+  // Loads, attaches and probes the exec-denial unit.
+  absl::Status LoadExecLsm(const BpfOptions& options);
+  void UnloadExecLsm();
 
   execmon_bpf* skel_ = nullptr;
   execmon_pc_bpf* pc_ = nullptr;
@@ -198,6 +221,9 @@ class BpfLoader {
   ::bpf_program* tw_exec_ = nullptr;
   ::bpf_program* tw_exit_ = nullptr;
   execmon_iter_bpf* iter_ = nullptr;
+  execmon_lsm_bpf* lsm_ = nullptr;
+  ::bpf_link* lsm_link_ = nullptr;
+  ExecLsmStatus lsm_status_;
   em_globals* globals_ = nullptr;  // mmap of em_globals
   std::vector<PathStatus> paths_;
   ring_buffer* ring_ = nullptr;
@@ -208,6 +234,7 @@ class BpfLoader {
   uint32_t active_gen_ = 0;
   int stats_fd_ = -1;
   uint32_t max_policy_ids_ = 0;
+  uint32_t max_policy_hashes_ = 0;
   // Keys written per generation, to free a generation without a map walk.
   std::vector<std::pair<uint32_t, std::vector<em_policy_key>>> gen_keys_;
   absl::Status WriteScopes(

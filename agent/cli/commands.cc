@@ -16,7 +16,8 @@ namespace execmon {
 namespace {
 
 constexpr absl::string_view kPolicyTestFlags[] = {
-    "build_id", "namespace", "labels", "container", "host", "format", "index"};
+    "build_id",  "sha256", "namespace", "labels",
+    "container", "host",   "format",    "index"};
 
 // Flags some command other than "run" claims.
 absl::flat_hash_set<absl::string_view> ClaimedFlags() {
@@ -94,8 +95,8 @@ const std::vector<Command>& Commands() {
        "execmon policy lint /etc/execmon/policies --format=json",
        {"format"}},
       {"policy test",
-       "DIR [--build_id=HEX] (--host | [--namespace=NS] [--labels=k=v,...] "
-       "[--container=NAME]) [--format=json]",
+       "DIR [--build_id=HEX] [--sha256=HEX] (--host | [--namespace=NS] "
+       "[--labels=k=v,...] [--container=NAME]) [--format=json]",
        "show the verdict the policies in DIR give one exec",
        "Evaluates the policies in DIR for an exec with the given build ID in "
        "the given place (--host, or a pod's --namespace, --labels, "

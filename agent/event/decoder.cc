@@ -20,6 +20,9 @@ static_assert(offsetof(em_file_key, size) == 32);
 static_assert(sizeof(em_build_id) == 24);
 static_assert(offsetof(em_build_id, len) == 20);
 static_assert(sizeof(em_cache_val) == 32);
+static_assert(sizeof(em_lsm_stash) == 80);
+static_assert(sizeof(em_sha256) == 32);
+static_assert(sizeof(em_hash_pins) == 24);
 static_assert(offsetof(em_exec_event, pid) == 16);
 static_assert(offsetof(em_exec_event, cgroup_id) == 64);
 static_assert(offsetof(em_exec_event, exe) == 88);
@@ -30,7 +33,10 @@ static_assert(offsetof(em_exec_event, filename_len) == 168);
 static_assert(offsetof(em_exec_event, comm) == 176);
 static_assert(offsetof(em_exec_event, filename) == 192);
 static_assert(offsetof(em_exec_event, args) == 192 + 3 * EM_PATH_MAX);
-static_assert(sizeof(em_exec_event) == 192 + 3 * EM_PATH_MAX + EM_ARGS_MAX);
+static_assert(offsetof(em_exec_event, sha256) ==
+              192 + 3 * EM_PATH_MAX + EM_ARGS_MAX);
+static_assert(sizeof(em_exec_event) ==
+              192 + 3 * EM_PATH_MAX + EM_ARGS_MAX + EM_SHA256_LEN);
 static_assert(sizeof(em_fork_event) == 32);
 static_assert(sizeof(em_exit_event) == 32);
 static_assert(offsetof(em_snap_object, file) == 40);
@@ -41,8 +47,8 @@ static_assert(sizeof(em_resolved) == 104);
 static_assert(offsetof(em_sweep, verdict) == 104);
 static_assert(sizeof(em_sweep) == 128);
 static_assert(sizeof(em_policy_key) == 28);
-static_assert(sizeof(em_policy_val) == 16);
-static_assert(sizeof(em_policy_meta) == 56);
+static_assert(sizeof(em_policy_val) == 24);
+static_assert(sizeof(em_policy_meta) == 64);
 static_assert(sizeof(em_scope_key) == 16);
 static_assert(offsetof(em_cgroup_event, path) == 32);
 static_assert(sizeof(em_cgroup_event) == 32 + EM_PATH_MAX);
@@ -94,7 +100,7 @@ absl::StatusOr<BuildId> BuildIdOf(const em_build_id& b) {
 }
 
 absl::StatusOr<KernelVerdict> VerdictOf(const em_verdict& v) {
-  if (v.decision > EM_DEC_PENDING || v.action > EM_ACT_KILL) {
+  if (v.decision > EM_DEC_PENDING || v.action > EM_ACT_DENY_EXEC) {
     return absl::InvalidArgumentError(absl::StrCat("verdict decision ",
                                                    v.decision, " / action ",
                                                    v.action, " out of range"));
@@ -165,6 +171,10 @@ absl::StatusOr<KernelRecord> DecodeExec(absl::Span<const uint8_t> data) {
         absl::StrCat("args length ", e->args_len, " exceeds ", EM_ARGS_MAX));
   }
   out.args = SplitArgs(e->args, e->args_len);
+  if (e->flags & EM_F_SHA256) {
+    out.sha256.assign(reinterpret_cast<const char*>(e->sha256),
+                      sizeof(e->sha256));
+  }
   return out;
 }
 

@@ -95,6 +95,7 @@ struct ExecEvent {
   std::string binary;
   std::string cwd;
   std::vector<std::string> args;
+  std::string sha256;  // raw 32-byte content hash (EM_F_SHA256), or empty
 };
 
 struct ForkEvent {

@@ -240,6 +240,11 @@ void FileFields(Writer& w, const FileKey& f, const ExecEvent* exec) {
   if (exec != nullptr) {
     U64(w, "nlink", exec->exe_nlink);
     U64(w, "mode", exec->exe_mode);
+    // The file's content hash where the kernel gave one (bpf_ima_file_hash
+    // at bprm_check): absent, not null, elsewhere.
+    if (!exec->sha256.empty()) {
+      Str(w, "sha256", absl::BytesToHexString(exec->sha256));
+    }
   }
   w.EndObject();
 }

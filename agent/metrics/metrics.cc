@@ -47,6 +47,11 @@ constexpr KernelCounter kKernelCounters[] = {
     {EM_STAT_PC_NOT_RESIDENT, "page_cache_not_resident"},
     {EM_STAT_STATE_LOST, "exec_state_lost"},
     {EM_STAT_HELD, "held"},
+    {EM_STAT_LSM_RAN, "bprm_check"},
+    {EM_STAT_EXEC_DENIED, "exec_denied"},
+    {EM_STAT_LSM_BUSY, "bprm_check_busy"},
+    {EM_STAT_HASHED, "sha256_hashed"},
+    {EM_STAT_HASH_FAIL, "sha256_failed"},
 };
 
 }  // namespace
@@ -61,7 +66,8 @@ Metrics::Metrics(const BuildInfo& info)
       .Add({{"version", info.version},
             {"kernel", info.kernel},
             {"resolver", info.resolver},
-            {"chain", info.chain}})
+            {"chain", info.chain},
+            {"exec_lsm", info.exec_lsm}})
       .Set(1);
   events_ = &BuildCounter()
                  .Name("execmon_events_total")

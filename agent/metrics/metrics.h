@@ -30,6 +30,8 @@ struct BuildInfo {
   // exec), iterator (late) or none; chain: every loaded path, in order.
   std::string resolver;
   std::string chain;
+  // The exec-denial unit: "bprm_check+sha256", "bprm_check" or "none".
+  std::string exec_lsm;
 };
 
 class Metrics {

@@ -16,6 +16,7 @@ absl::StatusOr<CompiledPolicies> CompilePolicies(const PolicySet& set) {
   CompiledPolicies out;
   out.meta.npolicies = set.policies.size();
   absl::flat_hash_map<std::string, em_policy_val> ids;
+  absl::flat_hash_map<std::string, uint64_t> hashes;
   Workload host;  // host = true
   for (size_t i = 0; i < set.policies.size(); ++i) {
     const Policy& p = set.policies[i];
@@ -26,7 +27,10 @@ absl::StatusOr<CompiledPolicies> CompilePolicies(const PolicySet& set) {
     }
     if (p.mode == PolicyMode::kEnforce) {
       out.meta.enforce_mask |= bit;
-      if (p.action == PolicyAction::kKill) out.meta.kill_mask |= bit;
+      // block kills where the exec cannot be denied (no BPF LSM, or the
+      // verdict is learned after bprm_check).
+      if (p.action != PolicyAction::kAlert) out.meta.kill_mask |= bit;
+      if (p.action == PolicyAction::kBlock) out.meta.block_mask |= bit;
     }
     if (SelectorMatches(p.selector, host)) out.meta.scope_host |= bit;
     // A container whose pod is not known (yet): only selectors that need
@@ -36,10 +40,17 @@ absl::StatusOr<CompiledPolicies> CompilePolicies(const PolicySet& set) {
       out.meta.scope_container |= bit;
     }
     for (const auto& [id, entry] : p.deny) ids[id.str()].deny_mask |= bit;
-    for (const auto& [id, entry] : p.allow) ids[id.str()].allow_mask |= bit;
+    for (const auto& [id, entry] : p.allow) {
+      em_policy_val& val = ids[id.str()];
+      val.allow_mask |= bit;
+      if (entry.sha256 == nullptr) continue;
+      val.pinned_mask |= bit;
+      for (const std::string& h : *entry.sha256) hashes[h] |= bit;
+    }
   }
   out.ids.reserve(ids.size());
   for (auto& [id, val] : ids) out.ids.emplace_back(id, val);
+  out.hashes.assign(hashes.begin(), hashes.end());
   return out;
 }
 

@@ -18,6 +18,8 @@ struct CompiledPolicies {
   em_policy_meta meta{};  // gen is set by the loader
   // Raw build ID -> masks, one entry per distinct ID named by any policy.
   std::vector<std::pair<std::string, em_policy_val>> ids;
+  // Raw sha256 -> policies whose allow entries pin it.
+  std::vector<std::pair<std::string, uint64_t>> hashes;
 };
 
 // Fails when the set has more than EM_MAX_POLICIES policies.

@@ -28,19 +28,28 @@ bool RequirementMatches(
   return false;
 }
 
+// Whether p's allow list credits id (with content hash sha, if known).
+bool Allowed(const Policy& p, const std::string& id,
+             const absl::optional<std::string>& sha) {
+  auto it = p.allow.find(id);
+  if (it == p.allow.end()) return false;
+  const auto& pins = it->second.sha256;
+  return pins == nullptr || !sha.has_value() || Contains(*pins, *sha);
+}
+
 bool Violates(const Policy& p, const absl::optional<std::string>& id,
-              IdTrust trust) {
+              IdTrust trust, const absl::optional<std::string>& sha) {
   if (!id.has_value()) return p.unknown_build_id == UnknownBuildId::kDeny;
   if (p.deny.contains(*id)) return true;
   if (trust == IdTrust::kFromMemory) {
     return p.unknown_build_id == UnknownBuildId::kDeny;
   }
-  return p.has_allow_list && !p.allow.contains(*id);
+  return p.has_allow_list && !Allowed(p, *id, sha);
 }
 
 // Lower is stronger.
 int Rank(const Policy& p) {
-  if (p.mode == PolicyMode::kEnforce && p.action == PolicyAction::kKill)
+  if (p.mode == PolicyMode::kEnforce && p.action != PolicyAction::kAlert)
     return 0;
   if (p.mode == PolicyMode::kEnforce) return 1;
   return 2;
@@ -68,6 +77,8 @@ const char* VerdictActionName(VerdictAction a) {
       return "alert";
     case VerdictAction::kKill:
       return "kill";
+    case VerdictAction::kDenyExec:
+      return "deny_exec";
   }
   return "none";
 }
@@ -97,7 +108,8 @@ bool SelectorMatches(const Selector& s, const Workload& w) {
 }
 
 std::string RuleFor(const Policy& p, const absl::optional<std::string>& id,
-                    Decision decision, IdTrust trust) {
+                    Decision decision, IdTrust trust,
+                    const absl::optional<std::string>& sha) {
   if (!id.has_value()) {
     return decision == Decision::kDeny ? "unknownBuildId: deny"
                                        : "unknownBuildId: allow";
@@ -110,6 +122,10 @@ std::string RuleFor(const Policy& p, const absl::optional<std::string>& id,
     if (trust == IdTrust::kFromMemory) {
       return "unknownBuildId: deny (build ID read from process memory)";
     }
+    if (p.allow.contains(*id) && !Allowed(p, *id, sha)) {
+      return "allow: sha256 not pinned (the build ID is listed, this content "
+             "is not)";
+    }
     return "allow: not listed";
   }
   if (trust == IdTrust::kFromMemory) return "";
@@ -121,12 +137,13 @@ std::string RuleFor(const Policy& p, const absl::optional<std::string>& id,
 }
 
 Verdict Evaluate(const PolicySet& set, const absl::optional<std::string>& id,
-                 const Workload& workload, IdTrust trust) {
+                 const Workload& workload, IdTrust trust,
+                 const absl::optional<std::string>& sha) {
   Verdict v;
   int best = -1;
   for (size_t i = 0; i < set.policies.size(); ++i) {
     const Policy& p = set.policies[i];
-    if (!SelectorMatches(p.selector, workload) || !Violates(p, id, trust))
+    if (!SelectorMatches(p.selector, workload) || !Violates(p, id, trust, sha))
       continue;
     if (best < 0 || Rank(p) < Rank(set.policies[best]))
       best = static_cast<int>(i);
@@ -136,15 +153,17 @@ Verdict Evaluate(const PolicySet& set, const absl::optional<std::string>& id,
     v.decision = Decision::kDeny;
     v.policy = best;
     v.mode = p.mode;
-    v.action = Rank(p) == 0 ? VerdictAction::kKill : VerdictAction::kAlert;
-    v.rule = RuleFor(p, id, Decision::kDeny, trust);
+    v.action = Rank(p) != 0                       ? VerdictAction::kAlert
+               : p.action == PolicyAction::kBlock ? VerdictAction::kDenyExec
+                                                  : VerdictAction::kKill;
+    v.rule = RuleFor(p, id, Decision::kDeny, trust, sha);
     return v;
   }
   v.decision = id.has_value() ? Decision::kAllow : Decision::kUnknown;
   if (!id.has_value() || trust == IdTrust::kFromMemory) return v;
   for (size_t i = 0; i < set.policies.size(); ++i) {
     const Policy& p = set.policies[i];
-    if (SelectorMatches(p.selector, workload) && p.allow.contains(*id)) {
+    if (SelectorMatches(p.selector, workload) && Allowed(p, *id, sha)) {
       v.policy = static_cast<int>(i);
       v.mode = p.mode;
       v.rule = RuleFor(p, id, Decision::kAllow);

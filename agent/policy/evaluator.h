@@ -32,7 +32,8 @@ enum class Decision { kAllow, kDeny, kUnknown };
 // Where a build ID came from: the file (or before the first instruction),
 // or the memory of a process that has run (EM_BID_F_MEMORY).
 enum class IdTrust { kTrusted, kFromMemory };
-enum class VerdictAction { kNone, kAlert, kKill };
+// kDenyExec: the exec failed with EPERM (action block, BPF LSM).
+enum class VerdictAction { kNone, kAlert, kKill, kDenyExec };
 
 struct Verdict {
   Decision decision = Decision::kUnknown;
@@ -48,15 +49,21 @@ const char* PolicyModeName(PolicyMode m);
 
 bool SelectorMatches(const Selector& s, const Workload& w);
 
-// build_id: raw bytes, or nullopt when the exec has no build ID.
+// build_id: raw bytes, or nullopt when the exec has no build ID. sha256:
+// the file's raw content hash where known; an allow entry that pins
+// hashes credits only those contents then, and any file with its build ID
+// where no hash is known. A block policy's action is kDenyExec (what it
+// does where the BPF LSM runs).
 Verdict Evaluate(const PolicySet& set,
                  const absl::optional<std::string>& build_id,
-                 const Workload& workload, IdTrust trust = IdTrust::kTrusted);
+                 const Workload& workload, IdTrust trust = IdTrust::kTrusted,
+                 const absl::optional<std::string>& sha256 = absl::nullopt);
 
 // The rule text for a decision the kernel made with policy `policy`.
 std::string RuleFor(const Policy& policy,
                     const absl::optional<std::string>& build_id,
-                    Decision decision, IdTrust trust = IdTrust::kTrusted);
+                    Decision decision, IdTrust trust = IdTrust::kTrusted,
+                    const absl::optional<std::string>& sha256 = absl::nullopt);
 
 }  // namespace execmon
 

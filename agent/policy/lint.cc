@@ -20,7 +20,15 @@ namespace {
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
 const char* ActionName(PolicyAction a) {
-  return a == PolicyAction::kKill ? "kill" : "alert";
+  switch (a) {
+    case PolicyAction::kKill:
+      return "kill";
+    case PolicyAction::kBlock:
+      return "block";
+    case PolicyAction::kAlert:
+      break;
+  }
+  return "alert";
 }
 
 const char* UnknownBuildIdName(UnknownBuildId u) {
@@ -194,18 +202,31 @@ std::vector<PolicyWarning> PolicyWarnings(const PolicySet& set) {
   std::vector<PolicyWarning> out;
   for (const Policy& p : set.policies) {
     // Correct by the spec, and a foot-gun.
-    if (p.mode == PolicyMode::kEnforce && p.action == PolicyAction::kKill &&
+    if (p.mode == PolicyMode::kEnforce && p.action != PolicyAction::kAlert &&
         p.selector.Empty() &&
         (p.has_allow_list || p.unknown_build_id == UnknownBuildId::kDeny)) {
       out.push_back(
           {p.pos, p.name,
            absl::StrCat(
-               "an enforce+kill ",
+               "an enforce+", ActionName(p.action), " ",
                p.has_allow_list ? "allowlist" : "unknownBuildId: deny",
                " with an empty selector governs every process on the node; "
                "the sweep kills every running process it does not allow "
                "(scope it with a selector, e.g. host: false; "
                "docs/policies.md, Enforcement)")});
+    }
+    size_t pinned = 0;
+    for (const auto& [id, entry] : p.allow) pinned += entry.sha256 != nullptr;
+    if (pinned > 0) {
+      out.push_back(
+          {p.pos, p.name,
+           absl::StrCat(
+               pinned, " allow entr", pinned == 1 ? "y pins" : "ies pin",
+               " sha256 content hashes: enforced only on nodes where the "
+               "agent hashes executed files (BPF LSM with bpf_ima_file_hash; "
+               "the start-up log says 'sha256: on' and events carry "
+               "process.exe.sha256); elsewhere such an entry allows every "
+               "file with its build ID (docs/policies.md, Pinning)")});
     }
   }
   return out;

@@ -549,10 +549,15 @@ class DocumentParser {
     if (const Field* action = Find(f, "action")) {
       if (auto v = Enum<PolicyAction>(action->value, "spec.action", "an action",
                                       {{"alert", PolicyAction::kAlert},
-                                       {"kill", PolicyAction::kKill}})) {
+                                       {"kill", PolicyAction::kKill},
+                                       {"block", PolicyAction::kBlock}})) {
         policy_.action = *v;
-        if (*v == PolicyAction::kKill && policy_.mode != PolicyMode::kEnforce) {
-          Error(action->value, "spec.action: kill requires spec.mode: enforce");
+        if (*v != PolicyAction::kAlert &&
+            policy_.mode != PolicyMode::kEnforce) {
+          Error(action->value,
+                absl::StrCat("spec.action: ",
+                             *v == PolicyAction::kKill ? "kill" : "block",
+                             " requires spec.mode: enforce"));
         }
       }
     }
@@ -565,11 +570,11 @@ class DocumentParser {
       }
     }
     if (const Field* deny = Find(f, "deny")) {
-      ParseEntries(deny->value, "spec.deny", &policy_.deny);
+      ParseEntries(deny->value, "spec.deny", &policy_.deny, false);
     }
     if (const Field* allow = Find(f, "allow")) {
       policy_.has_allow_list = true;
-      ParseEntries(allow->value, "spec.allow", &policy_.allow);
+      ParseEntries(allow->value, "spec.allow", &policy_.allow, true);
     }
     if (const Field* deny_from = Find(f, "denyFrom")) {
       ParseListFiles(deny_from->value, "spec.denyFrom", &policy_.deny);
@@ -657,7 +662,49 @@ class DocumentParser {
     }
   }
 
-  void ParseEntries(const Ref& list, absl::string_view path, BuildIdMap* out) {
+  // An allow entry's "sha256": a list of 64-hex-digit digests.
+  std::shared_ptr<const std::vector<std::string>> Pins(
+      const Field& field, absl::string_view item_path) {
+    std::string path = Join(item_path, "sha256");
+    if (!ExpectKind(field.value, path, YNode::Kind::kSequence,
+                    "a sequence of sha256 digests (64 hex digits)")) {
+      return nullptr;
+    }
+    auto pins = std::make_shared<std::vector<std::string>>();
+    const std::vector<int>& items = Node(field.value).children;
+    if (items.empty()) {
+      Error(field.value, path,
+            "empty: pin at least one sha256, or leave the field out");
+      return nullptr;
+    }
+    for (size_t i = 0; i < items.size(); ++i) {
+      std::string pin_path = Index(path, i);
+      Ref item = At(items[i]);
+      absl::optional<std::string> hex = String(item, pin_path);
+      if (!hex.has_value()) return nullptr;
+      std::string raw;
+      bool ok = hex->size() == 64;
+      for (size_t k = 0; ok && k < 64; k += 2) {
+        int hi = HexDigit((*hex)[k]), lo = HexDigit((*hex)[k + 1]);
+        ok = hi >= 0 && lo >= 0;
+        raw.push_back(static_cast<char>((hi << 4) | lo));
+      }
+      if (!ok) {
+        Error(item, pin_path,
+              absl::StrCat(QuoteForMessage(*hex),
+                           " is not a sha256 digest (expected 64 hex digits, "
+                           "as sha256sum prints)"));
+        return nullptr;
+      }
+      if (std::find(pins->begin(), pins->end(), raw) == pins->end()) {
+        pins->push_back(std::move(raw));
+      }
+    }
+    return pins;
+  }
+
+  void ParseEntries(const Ref& list, absl::string_view path, BuildIdMap* out,
+                    bool allow) {
     if (!ExpectKind(list, path, YNode::Kind::kSequence, "a sequence")) return;
     const std::vector<int>& items = Node(list).children;
     for (size_t i = 0; i < items.size() && !Stop(); ++i) {
@@ -668,9 +715,19 @@ class DocumentParser {
         continue;
       }
       Fields f;
-      CheckFields(item, item_path, {"buildId", "note"}, &f);
+      CheckFields(item, item_path, {"buildId", "note", "sha256"}, &f);
       BuildIdEntry entry;
       entry.note = Note(f, item_path);
+      if (const Field* pins = Find(f, "sha256")) {
+        if (!allow) {
+          Error(pins->value, Join(item_path, "sha256"),
+                "sha256 pins belong to allow entries (a deny entry matches "
+                "every file with its build ID)");
+          continue;
+        }
+        entry.sha256 = Pins(*pins, item_path);
+        if (entry.sha256 == nullptr) continue;
+      }
       const Field* id = Find(f, "buildId");
       if (id == nullptr) {
         Error(item, Join(item_path, "buildId"), "required");

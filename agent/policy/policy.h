@@ -39,7 +39,9 @@
 namespace execmon {
 
 enum class PolicyMode { kAudit, kEnforce };
-enum class PolicyAction { kAlert, kKill };
+// block: the exec fails with EPERM where the BPF LSM runs and the verdict
+// is known at bprm_check_security; otherwise it is killed like kill.
+enum class PolicyAction { kAlert, kKill, kBlock };
 enum class UnknownBuildId { kAllow, kDeny };
 
 // Where something was written, for error messages and verdict "rule"s.
@@ -94,6 +96,10 @@ struct BuildIdEntry {
   std::shared_ptr<const std::string> file;  // shared by a file's entries
   int line = 0;
   int column = 0;
+  // Allow entries only: the raw sha256 digests of the contents this entry
+  // allows (null: any file with the build ID). Enforced where the file's
+  // hash is known (the BPF LSM unit); docs/policies.md, "Pinning".
+  std::shared_ptr<const std::vector<std::string>> sha256;
 
   SourcePos pos() const {
     return SourcePos{file != nullptr ? *file : std::string(), line, column};

@@ -40,6 +40,10 @@ ProcessInfo& ProcessTable::Insert(ProcessInfo info) {
 }
 
 const ProcessInfo& ProcessTable::OnExec(const ExecEvent& e) {
+  return Insert(ExecInfo(e));
+}
+
+ProcessInfo ProcessTable::ExecInfo(const ExecEvent& e) const {
   ProcessInfo info;
   info.pid = e.pid;
   info.ppid = e.ppid;
@@ -53,7 +57,7 @@ const ProcessInfo& ProcessTable::OnExec(const ExecEvent& e) {
   info.build_id = e.build_id;
   info.cgroup_id = e.cgroup_id;
   info.origin = ProcessInfo::Origin::kExec;
-  return Insert(std::move(info));
+  return info;
 }
 
 const ProcessInfo& ProcessTable::OnFork(const ForkEvent& e) {

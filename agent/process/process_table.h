@@ -36,6 +36,8 @@ class ProcessTable {
 
   // Records an exec; returns the entry (with exec_id and parent_exec_id).
   const ProcessInfo& OnExec(const ExecEvent& e);
+  // What OnExec would record, without recording it (an exec that failed).
+  ProcessInfo ExecInfo(const ExecEvent& e) const;
   // Records a new process (fork without exec yet): it runs its parent's
   // binary under an exec_id of its own.
   const ProcessInfo& OnFork(const ForkEvent& e);

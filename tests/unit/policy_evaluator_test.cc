@@ -1,5 +1,6 @@
 // Tests of the verdict semantics (agent/policy/evaluator.h): precedence
 // across policies, allow lists, unknown build IDs and selectors.
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -307,6 +308,55 @@ TEST(EvaluateTest, AllowVerdictNamesTheFirstGoverningAllowList) {
   EXPECT_EQ(v.policy, 2);
   EXPECT_EQ(v.rule, "allow: prod");
   EXPECT_EQ(v.action, VerdictAction::kNone);
+}
+
+// action block: the exec itself fails (deny_exec) where the BPF LSM runs;
+// it ranks with kill.
+TEST(EvaluateTest, BlockDeniesTheExecAndRanksWithKill) {
+  Policy block =
+      MakePolicy("a-block", PolicyMode::kEnforce, PolicyAction::kBlock);
+  Deny(block, kCurl);
+  Policy kill = Kill("b-kill");
+  Deny(kill, kCurl);
+  Policy enforce = Enforce("0-enforce");
+  Deny(enforce, kCurl);
+  Verdict v = Evaluate(Set({enforce, block, kill}), kCurl, Host());
+  EXPECT_EQ(v.decision, Decision::kDeny);
+  EXPECT_EQ(v.action, VerdictAction::kDenyExec);
+  EXPECT_EQ(v.policy, 1);
+  // Kill wins a tie by name order only.
+  Verdict k = Evaluate(Set({kill, enforce}), kCurl, Host());
+  EXPECT_EQ(k.action, VerdictAction::kKill);
+}
+
+// An allow entry pinning sha256 hashes credits those contents only, where
+// the hash is known; without a hash it allows by build ID.
+TEST(EvaluateTest, PinnedAllowEntry) {
+  const std::string good(32, '\x11'), forged(32, '\x22'), other(32, '\x33');
+  Policy p = Kill("pinned");
+  Allow(p, kCurl, "curl 8.5");
+  p.allow.find(kCurl)->second.sha256 =
+      std::make_shared<const std::vector<std::string>>(
+          std::vector<std::string>{good, other});
+  Allow(p, kBash);  // not pinned
+  PolicySet set = Set({p});
+  EXPECT_EQ(Evaluate(set, kCurl, Host(), IdTrust::kTrusted, good).decision,
+            Decision::kAllow);
+  EXPECT_EQ(Evaluate(set, kCurl, Host(), IdTrust::kTrusted, other).decision,
+            Decision::kAllow);
+  Verdict v = Evaluate(set, kCurl, Host(), IdTrust::kTrusted, forged);
+  EXPECT_EQ(v.decision, Decision::kDeny);
+  EXPECT_EQ(v.action, VerdictAction::kKill);
+  EXPECT_EQ(v.rule,
+            "allow: sha256 not pinned (the build ID is listed, this content "
+            "is not)");
+  // No hash known: allowed by the build ID alone.
+  Verdict n = Evaluate(set, kCurl, Host());
+  EXPECT_EQ(n.decision, Decision::kAllow);
+  EXPECT_EQ(n.rule, "allow: curl 8.5");
+  // An unpinned entry ignores the hash.
+  EXPECT_EQ(Evaluate(set, kBash, Host(), IdTrust::kTrusted, forged).decision,
+            Decision::kAllow);
 }
 
 TEST(EvaluateTest, PoliciesWhoseSelectorDoesNotMatchDoNotGovern) {

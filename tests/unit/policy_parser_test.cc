@@ -380,7 +380,22 @@ std::vector<ErrorCase> ErrorCases() {
       {"BadAction",
        h + "  action: explode\n",
        {"p.yaml:6:11: spec.action: \"explode\" is not an action (expected "
-        "alert or kill)"}},
+        "alert, kill or block)"}},
+      {"BlockWithoutEnforce",
+       h + "  action: block\n",
+       {"p.yaml:6:11: spec.action: block requires spec.mode: enforce"}},
+      {"PinOnDenyEntry",
+       h + "  deny: [{buildId: ab, sha256: [" + std::string(64, 'a') + "]}]\n",
+       {"p.yaml:6:32: spec.deny[0].sha256: sha256 pins belong to allow "
+        "entries (a deny entry matches every file with its build ID)"}},
+      {"PinNotADigest",
+       h + "  allow: [{buildId: ab, sha256: [abcd]}]\n",
+       {"p.yaml:6:34: spec.allow[0].sha256[0]: \"abcd\" is not a sha256 "
+        "digest (expected 64 hex digits, as sha256sum prints)"}},
+      {"PinsEmpty",
+       h + "  allow: [{buildId: ab, sha256: []}]\n",
+       {"p.yaml:6:33: spec.allow[0].sha256: empty: pin at least one sha256, "
+        "or leave the field out"}},
       {"KillWithoutEnforce",
        h + "  action: kill\n",
        {"p.yaml:6:11: spec.action: kill requires spec.mode: enforce"}},
@@ -404,7 +419,7 @@ std::vector<ErrorCase> ErrorCases() {
       {"EntryUnknownField",
        h + "  deny:\n  - buildid: ab\n",
        {"p.yaml:7:5: spec.deny[0]: unknown field \"buildid\" (expected "
-        "buildId, note)",
+        "buildId, note, sha256)",
         "p.yaml:7:5: spec.deny[0].buildId: required"}},
       {"EntryNotAMapping",
        h + "  deny: [abcd]\n",
@@ -483,7 +498,8 @@ std::vector<ErrorCase> ErrorCases() {
       {"UnknownSpecField",
        h + "  modes: enforce\n",
        {"p.yaml:6:3: spec: unknown field \"modes\" (expected mode, action, "
-        "deny, allow, denyFrom, allowFrom, denyPackages, unknownBuildId, selector)"}},
+        "deny, allow, denyFrom, allowFrom, denyPackages, unknownBuildId, "
+        "selector)"}},
       {"UnknownSelectorField",
        h + "  selector: {namespace: [a]}\n",
        {"p.yaml:6:14: spec.selector: unknown field \"namespace\" (expected "
@@ -1085,7 +1101,7 @@ TEST(LoadPolicyDirTest, AllErrorsOnePerLine) {
                          "(expected audit or enforce)\n",
                          dir.path(),
                          "/a.yaml:7:11: spec.action: \"y\" is not an action "
-                         "(expected alert or kill)"));
+                         "(expected alert, kill or block)"));
 }
 
 // ---------------------------------------------------------------------------

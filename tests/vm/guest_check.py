@@ -9,8 +9,13 @@ chose (with the verifier's instruction counts, or the kernel's reason for a
 refusal); exec events of fresh binaries (dynamic PIE, static, ELF32, note
 beyond 4 KiB) carry the build IDs readelf reports; an enforce+kill deny of a
 first-seen binary stops it before its first instruction; the start-up
-snapshot reports running processes.
+snapshot reports running processes. Where the BPF LSM runs: a policy with
+action block makes a first-seen binary's exec fail with EPERM while the
+calling shell runs on; exec events carry the file's sha256; an allow entry
+pinned to one file's sha256 lets it run and denies another file that
+copied its build ID.
 """
+import hashlib
 import json
 import os
 import re
@@ -26,6 +31,9 @@ EXECMON = BUILD / "bin" / "execmon"
 BIN = BUILD / "tests" / "e2e" / "bin"
 WORK = Path("/tmp/vmcheck")
 MARKER_ID = "3a3a3a3a3a3a3a3a"
+BLOCK_ID = "3b3b3b3b3b3b3b3b"
+PIN_ID = "9e9e9e9e9e9e9e9e"
+CGROUP = Path("/sys/fs/cgroup/libpod-vmcheck.scope")  # container-like
 PROGS = {  # name -> build ID (see tests/e2e/CMakeLists.txt)
     "hello_pie8": "0e0e0e0e00000008",
     "hello_static20": "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a0020",
@@ -53,6 +61,32 @@ def wait_exec(out, pid, timeout):
                 return e
         time.sleep(0.2)
     return None
+
+
+def wait_binary(out, path, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for e in events(out):
+            if e["type"] == "exec" and e["process"]["binary"] == str(path):
+                return e
+        time.sleep(0.2)
+    return None
+
+
+def sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def in_container(cmd):
+    """Runs cmd in the container-like cgroup (joined before the exec)."""
+    def join():
+        (CGROUP / "cgroup.procs").write_text("0")
+    try:
+        p = subprocess.Popen([str(c) for c in cmd], preexec_fn=join,
+                             stdout=subprocess.DEVNULL)
+    except OSError as e:
+        return {"errno": e.errno, "error": str(e)}
+    return {"rc": p.wait(timeout=60), "pid": p.pid}
 
 
 def fresh(tagged):
@@ -86,7 +120,16 @@ def run_agent(tag, flags, pol):
     m = re.search(r"build-ID resolver chain: (\S+)", text)
     res["chain"] = m.group(1) if m else None
     res["startup_log"] = [l.split(" execmon: ", 1)[-1] for l in text.splitlines()
-                          if "build-ID" in l or "page cache:" in l]
+                          if "build-ID" in l or "page cache:" in l or "exec denial" in l]
+    m = re.search(r"exec denial \(BPF LSM bprm_check_security\): active \((\d+) "
+                  r"instructions verified\).*sha256: (\w+)", text)
+    if m:
+        res["exec_lsm"] = {"active": True, "verified_insns": int(m.group(1)),
+                           "sha256": m.group(2) == "on"}
+    else:
+        m = re.search(r"exec denial \(BPF LSM bprm_check_security\): not available: (.+)",
+                      text)
+        res["exec_lsm"] = {"active": False, "reason": m.group(1) if m else None}
 
     for name, want in PROGS.items():
         prog = fresh(f"{tag}.{name}")
@@ -99,6 +142,7 @@ def run_agent(tag, flags, pol):
         got = e["process"] if e else {}
         res["checks"][f"build_id:{name}"] = {
             "rc": rc, "want": want, "got": got.get("build_id"),
+            "sha256": got.get("exe", {}).get("sha256"), "want_sha256": sha256(prog),
             "source": got.get("build_id_source"), "late": got.get("build_id_late"),
             "error": got.get("build_id_error")}
 
@@ -111,6 +155,35 @@ def run_agent(tag, flags, pol):
         "rc": rc, "flag_created": flag.exists(),
         "source": e["process"]["build_id_source"] if e else None,
         "verdict": e["verdict"] if e else None}
+
+    # action block: the exec fails with EPERM where the BPF LSM runs (the
+    # shell that called it goes on), else a kill before the first instruction.
+    blocked = fresh(f"{tag}.marker_block")
+    flag = WORK / f"{tag}.block-created"
+    r = subprocess.run(["/bin/sh", "-c", '"$0" "$1"; echo "rc=$?"', str(blocked), str(flag)],
+                       capture_output=True, text=True, timeout=60)
+    e = wait_binary(out, blocked, 60)
+    res["checks"]["block_first_seen"] = {
+        "stdout": r.stdout, "stderr": r.stderr, "flag_created": flag.exists(),
+        "verdict": e["verdict"] if e else None,
+        "build_id": e["process"]["build_id"] if e else None,
+        "args": e["process"]["args"] if e else None,
+        "sha256": e["process"]["exe"].get("sha256") if e else None,
+        "want_sha256": sha256(blocked)}
+
+    # A pinned allow list in a container-like cgroup: the genuine file runs,
+    # the one that copied its build ID is denied where hashes are known.
+    pins = {}
+    for name in ("pin_genuine", "pin_forged"):
+        prog = fresh(f"{tag}.{name}")
+        flag = WORK / f"{tag}.{name}-created"
+        r = in_container([prog, flag])
+        e = wait_binary(out, prog, 60)
+        pins[name] = {**r, "flag_created": flag.exists(),
+                      "verdict": e["verdict"] if e else None,
+                      "build_id": e["process"]["build_id"] if e else None,
+                      "sha256": e["process"]["exe"].get("sha256") if e else None}
+    res["checks"]["pinned"] = pins
 
     res["checks"]["snapshot"] = {
         "processes": sum(1 for e in events(out) if e["type"] == "snapshot")}
@@ -137,6 +210,18 @@ def main():
         "metadata": {"name": "deny-marker"},
         "spec": {"mode": "enforce", "action": "kill",
                  "deny": [{"buildId": MARKER_ID}]}}))
+    (pol / "block.yaml").write_text(json.dumps({
+        "apiVersion": "execmon.io/v1alpha1", "kind": "ExecPolicy",
+        "metadata": {"name": "block-marker"},
+        "spec": {"mode": "enforce", "action": "block",
+                 "deny": [{"buildId": BLOCK_ID}]}}))
+    (pol / "pinned.yaml").write_text(json.dumps({
+        "apiVersion": "execmon.io/v1alpha1", "kind": "ExecPolicy",
+        "metadata": {"name": "pinned"},
+        "spec": {"mode": "enforce", "action": "block", "selector": {"host": False},
+                 "allow": [{"buildId": PIN_ID,
+                            "sha256": [sha256(BIN / "pin_genuine")]}]}}))
+    CGROUP.mkdir(exist_ok=True)
     res["default"] = run_agent("default", [], pol)
     # Each at-exec path on its own, where the kernel loaded it.
     for path in ("task_work",):

@@ -140,3 +140,61 @@ def check_run(kernel, res, sources, paths):
     assert enforce["verdict"]["decision"] == "deny", enforce
     assert enforce["source"] in sources, enforce
     assert res["checks"]["snapshot"]["processes"] > 0
+
+
+def exec_lsm(label):
+    """The default run's exec-denial unit, or pytest.skip with its reason."""
+    res = guest_result(label)
+    d = res["default"]
+    assert "start_error" not in d, d["start_error"]
+    lsm = d["exec_lsm"]
+    if not lsm["active"]:
+        # Then action block must still stop the binary: killed before its
+        # first instruction, as action kill.
+        b = d["checks"]["block_first_seen"]
+        assert b["flag_created"] is False and "rc=137" in b["stdout"], b
+        assert b["verdict"]["action"] == "kill", b
+        assert lsm["reason"], lsm
+        pytest.skip(f"kernel {res['kernel']}: exec denial unavailable: {lsm['reason']}")
+    return res, d, lsm
+
+
+@pytest.mark.parametrize("label", list(KERNELS))
+def test_kernel_exec_denied_by_lsm(label):
+    """action block: the exec of a first-seen denied binary fails with EPERM
+    (the shell that ran it goes on and reports 126), nothing of it runs, and
+    the event says deny_exec."""
+    res, d, lsm = exec_lsm(label)
+    assert lsm["verified_insns"] > 0
+    b = d["checks"]["block_first_seen"]
+    assert "Operation not permitted" in b["stderr"] and "rc=126" in b["stdout"], b
+    assert b["flag_created"] is False, b
+    assert b["verdict"]["decision"] == "deny" and b["verdict"]["action"] == "deny_exec", b
+    assert b["verdict"]["policy"] == "block-marker", b
+    assert b["build_id"] == "3b3b3b3b3b3b3b3b", b
+    # Denied before the new image existed: no argv was read.
+    assert b["args"] == [], b
+
+
+@pytest.mark.parametrize("label", list(KERNELS))
+def test_kernel_sha256_and_pinned_allow(label):
+    """Exec events carry the file's sha256 (bpf_ima_file_hash); an allow
+    entry pinned to one file's hash runs it, and denies (EPERM) another file
+    that copied its build ID."""
+    res, d, lsm = exec_lsm(label)
+    if not lsm["sha256"]:
+        pytest.skip(f"kernel {res['kernel']}: sha256 off")
+    for name, c in d["checks"].items():
+        if name.startswith("build_id:"):
+            assert c["sha256"] == c["want_sha256"], (name, c)
+    b = d["checks"]["block_first_seen"]
+    assert b["sha256"] == b["want_sha256"], b
+    pins = d["checks"]["pinned"]
+    good, forged = pins["pin_genuine"], pins["pin_forged"]
+    assert good.get("rc") == 0 and good["flag_created"], good
+    assert good["verdict"]["decision"] == "allow" and good["verdict"]["policy"] == "pinned", good
+    assert forged.get("errno") == 1 and not forged["flag_created"], forged  # EPERM
+    assert forged["build_id"] == good["build_id"] == "9e9e9e9e9e9e9e9e", pins
+    assert forged["sha256"] != good["sha256"], pins
+    assert forged["verdict"]["action"] == "deny_exec", forged
+    assert "sha256 not pinned" in forged["verdict"]["rule"], forged

@@ -3,6 +3,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#ifdef EM_FORGED_VARIANT
+/* pin_forged: the build ID of pin_genuine, other content. */
+__attribute__((used)) static const char forged[] = "not the pinned build";
+#endif
+
 int main(int argc, char **argv)
 {
 	if (argc > 1) {
