@@ -24,7 +24,7 @@ TEST_PACKAGES=(
   # tests
   python3 python3-pytest python3-yaml python3-jsonschema binutils util-linux
   # tests/k8s: a real etcd for kube-apiserver (built from its Go module by
-  # tests/k8s/build_kube_apiserver.sh), etcdctl, openssl for test PKI
+  # tests/k8s/build_kube.sh), etcdctl, openssl for test PKI
   etcd-server etcd-client openssl
   # Kafka e2e tests: a real broker from Maven Central jars, kcat to consume
   default-jre-headless maven kcat

@@ -18,8 +18,9 @@ EXECMON_BUILD_DIR="$BUILD" python3 -m pytest -v tests/e2e \
   --junitxml="$REPORTS/e2e.xml" -p no:cacheprovider || status=1
 
 echo "== Kubernetes: pod watcher and agent against a real kube-apiserver + etcd"
-# One-time build of kube-apiserver from its Go module (~10 min), then cached.
-tests/k8s/build_kube_apiserver.sh >/dev/null || status=1
+# One-time build of kube-apiserver, kubelet, kube-controller-manager and
+# kube-scheduler from their Go module in one go build (~20 min), then cached.
+tests/k8s/build_kube.sh >/dev/null || status=1
 EXECMON_BUILD_DIR="$BUILD" python3 -m pytest -v tests/k8s \
   --junitxml="$REPORTS/k8s.xml" -p no:cacheprovider || status=1
 
