@@ -230,9 +230,10 @@ class ApiServer:
         self.proc = None
         self.ssl = ssl.create_default_context(cafile=str(pki.dir / "ca.crt"))
 
-    def start(self, timeout=90):
+    def argv(self):
+        """The command line; tests/node adjusts it for a full cluster."""
         p = self.pki.dir
-        argv = [
+        return [
             str(self.binary),
             f"--etcd-servers={self.etcd.url}",
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
@@ -259,6 +260,9 @@ class ApiServer:
             "--enable-priority-and-fairness=false",
             "--v=1",
         ]
+
+    def start(self, timeout=90):
+        argv = self.argv()
         self.proc = Process(self.name, argv, self.workdir / f"{self.name}.log")
         try:
             wait_for(self._ready, timeout, interval=0.25, what=f"{self.name} /readyz")

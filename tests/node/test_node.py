@@ -1,0 +1,381 @@
+"""The chart on a real node: kubelet + containerd start the agent's DaemonSet
+pod, whose events reach a real Kafka broker and whose policies kill in
+labelled pods only. The tests run in order (one install, then upgrade, then
+uninstall), as an operator would."""
+import json
+import re
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import BUILD, REPO
+from node_cluster import NODE_NAME, kubepods_cgroups, run, wait_for
+
+CHART = REPO / "deploy" / "helm" / "execmon"
+NS = "execmon"          # the release's namespace
+APPS = "apps"           # the workload pods'
+RELEASE = "execmon"
+TOPIC = "execmon.events"
+
+
+def build_id_readelf(path):
+    out = run("readelf", "-n", path).stdout
+    m = re.search(r"Build ID: ([0-9a-f]+)", out)
+    assert m, out
+    return m.group(1)
+
+
+def deny_policy(build_id, enforce_label):
+    return f"""apiVersion: execmon.io/v1alpha1
+kind: ExecPolicy
+metadata:
+  name: node-test-deny-victim
+spec:
+  mode: enforce
+  action: kill
+  deny:
+    - buildId: "{build_id}"
+      note: tests/node victim
+  selector:
+    matchLabels:
+      enforce: "{enforce_label}"
+"""
+
+
+def values(node, broker, images, victim_id, enforce_label):
+    repo, _, tag = images["EXECMON_NODE_AGENT_IMAGE"].rpartition(":")
+    return {
+        "image": {"repository": repo, "tag": tag},
+        # The broker and the API server listen on the node's loopback; no
+        # kube-proxy runs, so the in-cluster address (the `kubernetes`
+        # Service's cluster IP) leads nowhere: point the agent at the
+        # apiserver itself, as on clusters without kube-proxy.
+        "hostNetwork": True,
+        "extraEnv": [
+            {"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
+            {"name": "KUBERNETES_SERVICE_PORT", "value": str(node.apiserver.port)},
+        ],
+        "agent": {"kubernetes": "on", "podWait": "5s", "cluster": "node-test"},
+        "kafka": {"enabled": True, "brokers": [broker.bootstrap], "topic": TOPIC,
+                  "key": "pod_uid", "flushTimeoutSeconds": 5},
+        "enforcement": {"enabled": True},
+        "policies": {"deny-victim.yaml": deny_policy(victim_id, enforce_label)},
+    }
+
+
+class Cluster:
+    """What the tests do through the API, containerd and helm."""
+
+    def __init__(self, node, helm, broker, images, tmp):
+        self.node = node
+        self.api = node.api
+        self.helm = helm
+        self.broker = broker
+        self.images = images
+        self.tmp = tmp
+        self.victim = images["EXECMON_NODE_VICTIM"]
+        self.victim_id = build_id_readelf(self.victim)
+
+    def values_file(self, enforce_label):
+        f = self.tmp / f"values-{enforce_label}.yaml"
+        f.write_text(yaml.safe_dump(values(self.node, self.broker, self.images,
+                                           self.victim_id, enforce_label)))
+        return f
+
+    # --- pods -----------------------------------------------------------
+    def pod(self, ns, name):
+        return self.api.req("GET", f"/api/v1/namespaces/{ns}/pods/{name}")
+
+    def agent_pods(self):
+        sel = "app.kubernetes.io/name=execmon"
+        return self.api.req("GET", f"/api/v1/namespaces/{NS}/pods?labelSelector={sel}")["items"]
+
+    def create_workload(self, name, labels):
+        self.api.ensure_namespace(APPS)
+        spec = {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": APPS, "labels": labels},
+            "spec": {
+                # No nodeName: the scheduler places it.
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{
+                    "name": "app",
+                    "image": self.images["EXECMON_NODE_WORKLOAD_IMAGE"],
+                    "imagePullPolicy": "Never",
+                    "command": ["/bin/sleep", "3600"],
+                }],
+            },
+        }
+        self.api.req("POST", f"/api/v1/namespaces/{APPS}/pods", spec)
+
+    def wait_running(self, ns, name, timeout=120):
+        def ready():
+            p = self.pod(ns, name)
+            st = p.get("status", {})
+            cs = st.get("containerStatuses") or []
+            if cs and all(c.get("ready") for c in cs):
+                return p
+            return None
+        try:
+            return wait_for(ready, timeout, interval=0.5, what=f"pod {ns}/{name} ready")
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}\n{json.dumps(self.pod(ns, name).get('status'))[:3000]}"
+                               f"\nkubelet log:\n{self.node.kubelet.proc.tail(3000)}") from None
+
+    def container_id(self, ns, name, container="app"):
+        p = self.pod(ns, name)
+        cid = next(c["containerID"] for c in p["status"]["containerStatuses"]
+                   if c["name"] == container)
+        assert cid.startswith("containerd://"), cid
+        return cid.split("://", 1)[1]
+
+    def exec_in(self, ns, name, *argv, timeout=60):
+        """Runs argv in the pod's container through containerd (what
+        `kubectl exec` ends up as): a real exec in the container's
+        namespaces and cgroup."""
+        cid = self.container_id(ns, name)
+        return self.node.containerd.ctr(
+            "tasks", "exec", "--exec-id", f"t{uuid.uuid4().hex[:12]}", cid, *argv,
+            check=False, timeout=timeout)
+
+    def task_pid(self, ns, name, container="app"):
+        cid = self.container_id(ns, name, container)
+        out = self.node.containerd.ctr("tasks", "list").stdout
+        for line in out.splitlines():
+            f = line.split()
+            if f and f[0] == cid:
+                return int(f[1])
+        raise AssertionError(f"no task {cid}: {out}")
+
+    # --- events ---------------------------------------------------------
+    def events(self):
+        return [json.loads(m["payload"]) for m in self.broker.consume(TOPIC)]
+
+    def wait_exec_event(self, nonce, timeout=40):
+        def find():
+            return [e for e in self.events()
+                    if e.get("type") == "exec" and nonce in (e["process"].get("args") or [])]
+        return wait_for(find, timeout, interval=1, what=f"exec event with {nonce}")[0]
+
+    # --- BPF --------------------------------------------------------------
+    @staticmethod
+    def bpf_programs():
+        return json.loads(run("bpftool", "prog", "show", "--json").stdout or "[]")
+
+
+@pytest.fixture(scope="module")
+def cluster(node, helm, broker, prerequisites, tmp_path_factory):
+    return Cluster(node, helm, broker, prerequisites["images"],
+                   tmp_path_factory.mktemp("release"))
+
+
+@pytest.fixture(scope="module")
+def release(cluster):
+    """helm install, with Kafka and a policies ConfigMap; the pod Ready."""
+    before = {p["id"] for p in cluster.bpf_programs()}
+    t = time.monotonic()
+    cluster.helm.run("install", RELEASE, str(CHART), "--namespace", NS,
+                     "--create-namespace", "-f", str(cluster.values_file("one")),
+                     "--wait", "--timeout", "5m")
+    took = time.monotonic() - t
+    pods = cluster.agent_pods()
+    print(f"\nhelm install --wait: {took:.1f} s")
+    info = {"install_seconds": took, "pod": pods[0] if pods else None,
+            "bpf_before": before, "installed": True}
+    yield info
+    if info["installed"]:
+        cluster.helm.run("uninstall", RELEASE, "--namespace", NS, "--wait", check=False)
+
+
+@pytest.fixture(scope="module")
+def workloads(cluster, release):
+    """Three pods of the same image: one unlabelled for the policy, one
+    labelled enforce=one (the first policy's selector), one enforce=two
+    (the upgraded policy's)."""
+    pods = {"plain": {"app": "web", "tier": "front"},
+            "guarded-one": {"app": "web", "enforce": "one"},
+            "guarded-two": {"app": "web", "enforce": "two"}}
+    for name, labels in pods.items():
+        cluster.create_workload(name, labels)
+    for name in pods:
+        cluster.wait_running(APPS, name)
+    return pods
+
+
+def agent_log(cluster):
+    pod = cluster.agent_pods()[0]
+    logs = Path(cluster.node.work / "pod-logs")
+    out = []
+    for f in sorted(logs.glob(f"{NS}_{pod['metadata']['name']}_*/execmon/*.log")):
+        out.append(f.read_text(errors="replace"))
+    return "".join(out)[-6000:]
+
+
+# --- install ----------------------------------------------------------------
+
+def test_agent_pod_ready_with_probes_passing(cluster, release):
+    """The DaemonSet controller made the pod, the scheduler-free DaemonSet
+    path put it on the node, kubelet started it from the locally built
+    image; startup, readiness and liveness probes pass."""
+    pods = cluster.agent_pods()
+    assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
+    pod = pods[0]
+    assert pod["spec"]["nodeName"] == NODE_NAME
+    assert pod["metadata"]["ownerReferences"][0]["kind"] == "DaemonSet"
+    assert pod["spec"]["hostNetwork"] is True and pod["spec"]["hostPID"] is True
+    ds = cluster.api.req("GET", f"/apis/apps/v1/namespaces/{NS}/daemonsets/{RELEASE}")
+    assert ds["status"]["numberReady"] == 1 == ds["status"]["desiredNumberScheduled"]
+    # Liveness runs every 10 s: let three periods pass.
+    time.sleep(30)
+    pod = cluster.agent_pods()[0]
+    cs = pod["status"]["containerStatuses"][0]
+    assert cs["ready"] is True and cs["started"] is True, cs
+    assert cs["restartCount"] == 0, (cs, agent_log(cluster))
+    conds = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
+    assert conds["Ready"] == "True", conds
+    events = cluster.api.req(
+        "GET", f"/api/v1/namespaces/{NS}/events?fieldSelector="
+        f"involvedObject.name={pod['metadata']['name']}")["items"]
+    unhealthy = [e["message"] for e in events if e["reason"] in ("Unhealthy", "BackOff")]
+    assert not unhealthy, unhealthy
+    # The agent found the API and its policies (its own log, via kubelet).
+    log = agent_log(cluster)
+    assert "node-test-deny-victim" in log or "polic" in log, log
+
+
+def test_real_pod_cgroup_layout(cluster, workloads):
+    """What kubelet (cgroupfs driver) and containerd really lay out here:
+    /kubepods/<qos>/pod<uid>/<container id> in every hierarchy."""
+    pod = cluster.pod(APPS, "plain")
+    uid = pod["metadata"]["uid"]
+    cid = cluster.container_id(APPS, "plain")
+    qos = pod["status"]["qosClass"]
+    assert qos == "BestEffort"
+    pid = cluster.task_pid(APPS, "plain")
+    lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    want = f"/kubepods/besteffort/pod{uid}/{cid}"
+    paths = {l.split(":", 2)[1]: l.split(":", 2)[2] for l in lines}
+    assert paths.get("") == want, lines  # the unified (cgroup2) hierarchy
+    assert all(p == want for p in paths.values()), lines
+    assert kubepods_cgroups(), "no /kubepods cgroup"
+
+
+# --- events -------------------------------------------------------------------
+
+def test_exec_in_pod_reaches_kafka_with_pod_and_build_id(cluster, workloads):
+    nonce = f"/tmp/ev-{uuid.uuid4().hex[:10]}"
+    r = cluster.exec_in(APPS, "plain", "/usr/local/bin/victim", nonce)
+    assert r.returncode == 0 and "victim ran" in r.stdout, (r.returncode, r.stdout, r.stderr)
+    ev = cluster.wait_exec_event(nonce)
+    pod = cluster.pod(APPS, "plain")
+    assert ev["binary"] == "/usr/local/bin/victim", ev
+    assert ev["pod"]["enriched"] is True, ev
+    assert ev["pod"]["name"] == "plain" and ev["pod"]["namespace"] == APPS, ev["pod"]
+    assert ev["pod"]["uid"] == pod["metadata"]["uid"], ev["pod"]
+    assert ev["pod"]["labels"] == {"app": "web", "tier": "front"}, ev["pod"]
+    assert ev["pod"]["qos"] in ("besteffort", "BestEffort"), ev["pod"]
+    assert ev["container"]["name"] == "app", ev["container"]
+    assert ev["container"]["id"] == cluster.container_id(APPS, "plain"), ev["container"]
+    # The build ID the file really has: readelf, and the agent's own reader.
+    real = build_id_readelf(cluster.victim)
+    assert ev["process"]["build_id"] == real, (ev["process"], real)
+    execmon = BUILD / "bin" / "execmon"
+    if execmon.exists():
+        out = run(execmon, "buildid", cluster.victim).stdout
+        assert real in out, out
+    assert ev["verdict"]["decision"] == "allow", ev["verdict"]
+    assert ev.get("cluster") == "node-test" and ev["node"] == NODE_NAME, ev
+
+
+def test_host_process_carries_no_pod(cluster, workloads):
+    nonce = f"/tmp/host-ev-{uuid.uuid4().hex[:10]}"
+    r = subprocess.run([cluster.victim, nonce], capture_output=True, text=True, timeout=30)
+    Path(nonce).unlink(missing_ok=True)
+    assert r.returncode == 0 and "victim ran" in r.stdout
+    ev = cluster.wait_exec_event(nonce)
+    assert "pod" not in ev and "container" not in ev, ev
+    assert ev["process"]["build_id"] == cluster.victim_id
+
+
+# --- enforcement ----------------------------------------------------------------
+
+def assert_killed_before_first_instruction(cluster, pod):
+    marker = f"/tmp/kill-{uuid.uuid4().hex[:10]}"
+    r = cluster.exec_in(APPS, pod, "/usr/local/bin/victim", marker)
+    assert r.returncode == 137, (r.returncode, r.stdout, r.stderr)   # SIGKILL
+    assert "victim ran" not in r.stdout, r.stdout
+    # Its first action would have created the file.
+    ls = cluster.exec_in(APPS, pod, "/bin/ls", marker)
+    assert ls.returncode != 0, ls.stdout
+    ev = cluster.wait_exec_event(marker)
+    assert ev["pod"]["name"] == pod, ev["pod"]
+    assert ev["verdict"]["decision"] == "deny" and ev["verdict"]["action"] == "kill", ev["verdict"]
+    assert ev["verdict"]["policy"] == "node-test-deny-victim", ev["verdict"]
+    return ev
+
+
+def assert_runs(cluster, pod):
+    marker = f"/tmp/run-{uuid.uuid4().hex[:10]}"
+    r = cluster.exec_in(APPS, pod, "/usr/local/bin/victim", marker)
+    assert r.returncode == 0 and "victim ran" in r.stdout, (pod, r.returncode, r.stdout, r.stderr)
+    assert cluster.exec_in(APPS, pod, "/bin/ls", marker).returncode == 0
+
+
+def test_label_scoped_policy_kills_in_labelled_pod_only(cluster, workloads):
+    assert_killed_before_first_instruction(cluster, "guarded-one")
+    assert_runs(cluster, "plain")
+    assert_runs(cluster, "guarded-two")
+    # The same file on the host.
+    marker = Path(f"/tmp/host-run-{uuid.uuid4().hex[:10]}")
+    r = subprocess.run([cluster.victim, str(marker)], capture_output=True, text=True,
+                       timeout=30)
+    try:
+        assert r.returncode == 0 and "victim ran" in r.stdout and marker.exists()
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def test_helm_upgrade_changes_policy_without_restart(cluster, release, workloads):
+    before = cluster.agent_pods()[0]
+    cluster.helm.run("upgrade", RELEASE, str(CHART), "--namespace", NS,
+                     "-f", str(cluster.values_file("two")), "--wait", "--timeout", "5m")
+    t = time.monotonic()
+
+    def two_is_denied():
+        r = cluster.exec_in(APPS, "guarded-two", "/usr/local/bin/victim")
+        return r.returncode == 137
+    wait_for(two_is_denied, 150, interval=2, what="the upgraded policy in force")
+    print(f"\npolicy change in force {time.monotonic() - t:.1f} s after helm upgrade")
+    assert_killed_before_first_instruction(cluster, "guarded-two")
+    assert_runs(cluster, "guarded-one")
+    assert_runs(cluster, "plain")
+    after = cluster.agent_pods()
+    assert [p["metadata"]["uid"] for p in after] == [before["metadata"]["uid"]]
+    assert after[0]["status"]["containerStatuses"][0]["restartCount"] == 0
+    assert (after[0]["status"]["containerStatuses"][0]["containerID"] ==
+            before["status"]["containerStatuses"][0]["containerID"])
+
+
+# --- uninstall ---------------------------------------------------------------------
+
+def test_uninstall_removes_pod_and_bpf_programs(cluster, release):
+    pod = cluster.agent_pods()[0]
+    pid = cluster.task_pid(NS, pod["metadata"]["name"], container="execmon")
+    progs = cluster.bpf_programs()
+    mine = {p["id"] for p in progs
+            if any(o.get("pid") == pid for o in p.get("pids", []))}
+    new = {p["id"] for p in progs} - release["bpf_before"]
+    assert mine, f"no BPF program held by the agent (pid {pid})"
+    assert mine <= new
+    cluster.helm.run("uninstall", RELEASE, "--namespace", NS, "--wait", "--timeout", "3m")
+    release["installed"] = False
+    wait_for(lambda: not cluster.agent_pods(), 60, interval=0.5, what="agent pod gone")
+    left = {p["id"]: p.get("name") for p in cluster.bpf_programs() if p["id"] in mine}
+    assert not left, f"BPF programs of the agent still loaded: {left}"
+    cm = cluster.api.server.request("GET", f"/api/v1/namespaces/{NS}/configmaps",
+                                    check=False)[1]
+    assert not [c for c in cm["items"] if "execmon" in c["metadata"]["name"]], cm
