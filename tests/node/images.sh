@@ -107,8 +107,12 @@ if [[ ! -f $AGENT_TAR ]]; then
     -f "$repo/deploy/Containerfile" -t "$AGENT_IMAGE" "$repo" >&2
   log "agent image built in $((SECONDS - start)) s"
   save "$AGENT_IMAGE" "$AGENT_TAR"
-  # Only the newest agent image is kept (each is ~100 MB).
+  # Only the newest agent image is kept (each is ~100 MB). buildah's vfs
+  # storage copies every layer whole (~12 GB after a build): empty it; the
+  # tarballs are the cache (a rebuild re-imports the bases from their
+  # rootfs tarballs in seconds, and reinstalls the build packages).
   find "$IMAGES" -name 'agent-*.tar' ! -name "agent-$agent_key.tar" -delete
+  bah rmi --all --force >/dev/null
 fi
 
 # --- pause and workload images ---------------------------------------------

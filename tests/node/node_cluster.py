@@ -63,6 +63,18 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 CLONE_NEWNET = 0x40000000
 
 
+def wait_until(pred, timeout, interval=0.5, what="condition"):
+    """Like wait_for, but an exception from pred ends the wait at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
 def run(*argv, check=True, timeout=60, **kw):
     r = subprocess.run([str(a) for a in argv], capture_output=True, text=True,
                        timeout=timeout, **kw)
@@ -74,14 +86,14 @@ def run(*argv, check=True, timeout=60, **kw):
 
 def kubepods_cgroups():
     """Every kubepods cgroup directory of every hierarchy (v1 controllers and
-    the unified one), as kubelet's cgroupfs driver makes them."""
+    the unified one), as kubelet's cgroupfs driver makes them (the systemd
+    driver's kubepods.slice is not this test's)."""
     found = []
     if not CGROUP_ROOT.is_dir():
         return found
     for h in sorted(CGROUP_ROOT.iterdir()):
-        for cand in (h / "kubepods", h / "kubepods.slice"):
-            if cand.is_dir():
-                found.append(cand)
+        if (h / "kubepods").is_dir():
+            found.append(h / "kubepods")
     if (CGROUP_ROOT / "kubepods").is_dir():  # a pure v2 host
         found.append(CGROUP_ROOT / "kubepods")
     return found
@@ -131,6 +143,8 @@ def processes_mentioning(text):
 class HostState:
     """Snapshot of what kubelet and containerd change on the host."""
 
+    # kubelet 1.31 writes container logs under /var/log/pods (podLogsDirectory
+    # comes with 1.32) and links them from /var/log/containers.
     WATCHED_DIRS = [Path("/var/log/containers"), Path("/var/log/pods"),
                     Path("/run/containerd"), Path("/var/lib/kubelet"),
                     Path("/etc/kubernetes"), Path("/var/lib/cni"),
@@ -382,7 +396,6 @@ class Kubelet:
                              "imagefs.available": "1%", "nodefs.inodesFree": "1%"},
             "imageGCHighThresholdPercent": 100,
             "imageGCLowThresholdPercent": 99,
-            "podLogsDirectory": str(work / "pod-logs"),
             "volumePluginDir": str(work / "volume-plugins"),
             "resolvConf": "/etc/resolv.conf",
             "serializeImagePulls": False,

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import BUILD, REPO
-from node_cluster import NODE_NAME, kubepods_cgroups, run, wait_for
+from node_cluster import NODE_NAME, kubepods_cgroups, run, wait_for, wait_until
 
 CHART = REPO / "deploy" / "helm" / "execmon"
 NS = "execmon"          # the release's namespace
@@ -46,9 +46,24 @@ spec:
 """
 
 
+CAP_SYS_RESOURCE = 24
+
+
+def bounding_set_has(cap):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapBnd:"):
+            return bool(int(line.split()[1], 16) >> cap & 1)
+    return False
+
+
 def values(node, broker, images, victim_id, enforce_label):
     repo, _, tag = images["EXECMON_NODE_AGENT_IMAGE"].rpartition(":")
     return {
+        # A container cannot gain a capability the node's bounding set lacks
+        # (runc: "unable to apply caps: operation not permitted"); this
+        # machine has no CAP_SYS_RESOURCE, which 6.1+ kernels do not need
+        # for BPF (memcg accounting): what an operator sets on such a node.
+        "securityContext": {"sysResource": bounding_set_has(CAP_SYS_RESOURCE)},
         "image": {"repository": repo, "tag": tag},
         # The broker and the API server listen on the node's loopback; no
         # kube-proxy runs, so the in-cluster address (the `kubernetes`
@@ -181,9 +196,26 @@ def release(cluster):
     cluster.helm.run("install", RELEASE, str(CHART), "--namespace", NS,
                      "--create-namespace", "-f", str(cluster.values_file("one")),
                      "--wait", "--timeout", "5m")
+    # helm's --wait counts a DaemonSet ready while its controller has not
+    # scheduled anything yet: wait for the pod itself.
+
+    def ready():
+        pods = cluster.agent_pods()
+        statuses = pods[0]["status"].get("containerStatuses") or [{}] if pods else [{}]
+        for c in statuses:
+            waiting = (c.get("state") or {}).get("waiting") or {}
+            if c.get("restartCount") or waiting.get("reason") in (
+                    "CrashLoopBackOff", "CreateContainerError", "RunContainerError",
+                    "ErrImageNeverPull", "CreateContainerConfigError"):
+                raise AssertionError(f"agent container failing: {json.dumps(c)}")
+        return pods if len(pods) == 1 and all(c.get("ready") for c in statuses) else None
+    try:
+        pods = wait_until(ready, 300, interval=0.5, what="the agent pod Ready")
+    except (TimeoutError, AssertionError) as e:
+        pytest.fail(f"{e}\nagent log:\n{agent_log(cluster)}\nkubelet log:\n"
+                    f"{cluster.node.kubelet.proc.tail(4000)}")
     took = time.monotonic() - t
-    pods = cluster.agent_pods()
-    print(f"\nhelm install --wait: {took:.1f} s")
+    print(f"\nhelm install to agent pod Ready: {took:.1f} s")
     info = {"install_seconds": took, "pod": pods[0] if pods else None,
             "bpf_before": before, "installed": True}
     yield info
@@ -207,8 +239,11 @@ def workloads(cluster, release):
 
 
 def agent_log(cluster):
-    pod = cluster.agent_pods()[0]
-    logs = Path(cluster.node.work / "pod-logs")
+    pods = cluster.agent_pods()
+    if not pods:
+        return "(no agent pod)"
+    pod = pods[0]
+    logs = Path("/var/log/pods")
     out = []
     for f in sorted(logs.glob(f"{NS}_{pod['metadata']['name']}_*/execmon/*.log")):
         out.append(f.read_text(errors="replace"))
@@ -272,7 +307,7 @@ def test_exec_in_pod_reaches_kafka_with_pod_and_build_id(cluster, workloads):
     assert r.returncode == 0 and "victim ran" in r.stdout, (r.returncode, r.stdout, r.stderr)
     ev = cluster.wait_exec_event(nonce)
     pod = cluster.pod(APPS, "plain")
-    assert ev["binary"] == "/usr/local/bin/victim", ev
+    assert ev["process"]["binary"] == "/usr/local/bin/victim", ev
     assert ev["pod"]["enriched"] is True, ev
     assert ev["pod"]["name"] == "plain" and ev["pod"]["namespace"] == APPS, ev["pod"]
     assert ev["pod"]["uid"] == pod["metadata"]["uid"], ev["pod"]
