@@ -20,6 +20,7 @@ NS = "execmon"          # the release's namespace
 APPS = "apps"           # the workload pods'
 RELEASE = "execmon"
 TOPIC = "execmon.events"
+IN_POD = "/usr/local/bin/victim"  # the victim's path in the workload image
 
 
 def build_id_readelf(path):
@@ -170,10 +171,13 @@ class Cluster:
     def events(self):
         return [json.loads(m["payload"]) for m in self.broker.consume(TOPIC)]
 
-    def wait_exec_event(self, nonce, timeout=40):
+    def wait_exec_event(self, nonce, binary, timeout=40):
+        """The exec of `binary` whose arguments hold nonce (not the ctr or
+        runc execs that carried the same argument there)."""
         def find():
             return [e for e in self.events()
-                    if e.get("type") == "exec" and nonce in (e["process"].get("args") or [])]
+                    if e.get("type") == "exec" and e["process"]["binary"] == binary
+                    and nonce in (e["process"].get("args") or [])]
         return wait_for(find, timeout, interval=1, what=f"exec event with {nonce}")[0]
 
     # --- BPF --------------------------------------------------------------
@@ -303,11 +307,11 @@ def test_real_pod_cgroup_layout(cluster, workloads):
 
 def test_exec_in_pod_reaches_kafka_with_pod_and_build_id(cluster, workloads):
     nonce = f"/tmp/ev-{uuid.uuid4().hex[:10]}"
-    r = cluster.exec_in(APPS, "plain", "/usr/local/bin/victim", nonce)
+    r = cluster.exec_in(APPS, "plain", IN_POD, nonce)
     assert r.returncode == 0 and "victim ran" in r.stdout, (r.returncode, r.stdout, r.stderr)
-    ev = cluster.wait_exec_event(nonce)
+    ev = cluster.wait_exec_event(nonce, IN_POD)
     pod = cluster.pod(APPS, "plain")
-    assert ev["process"]["binary"] == "/usr/local/bin/victim", ev
+    assert ev["process"]["binary"] == IN_POD, ev
     assert ev["pod"]["enriched"] is True, ev
     assert ev["pod"]["name"] == "plain" and ev["pod"]["namespace"] == APPS, ev["pod"]
     assert ev["pod"]["uid"] == pod["metadata"]["uid"], ev["pod"]
@@ -331,7 +335,7 @@ def test_host_process_carries_no_pod(cluster, workloads):
     r = subprocess.run([cluster.victim, nonce], capture_output=True, text=True, timeout=30)
     Path(nonce).unlink(missing_ok=True)
     assert r.returncode == 0 and "victim ran" in r.stdout
-    ev = cluster.wait_exec_event(nonce)
+    ev = cluster.wait_exec_event(nonce, cluster.victim)
     assert "pod" not in ev and "container" not in ev, ev
     assert ev["process"]["build_id"] == cluster.victim_id
 
@@ -340,13 +344,13 @@ def test_host_process_carries_no_pod(cluster, workloads):
 
 def assert_killed_before_first_instruction(cluster, pod):
     marker = f"/tmp/kill-{uuid.uuid4().hex[:10]}"
-    r = cluster.exec_in(APPS, pod, "/usr/local/bin/victim", marker)
+    r = cluster.exec_in(APPS, pod, IN_POD, marker)
     assert r.returncode == 137, (r.returncode, r.stdout, r.stderr)   # SIGKILL
     assert "victim ran" not in r.stdout, r.stdout
     # Its first action would have created the file.
     ls = cluster.exec_in(APPS, pod, "/bin/ls", marker)
     assert ls.returncode != 0, ls.stdout
-    ev = cluster.wait_exec_event(marker)
+    ev = cluster.wait_exec_event(marker, IN_POD)
     assert ev["pod"]["name"] == pod, ev["pod"]
     assert ev["verdict"]["decision"] == "deny" and ev["verdict"]["action"] == "kill", ev["verdict"]
     assert ev["verdict"]["policy"] == "node-test-deny-victim", ev["verdict"]
@@ -355,7 +359,7 @@ def assert_killed_before_first_instruction(cluster, pod):
 
 def assert_runs(cluster, pod):
     marker = f"/tmp/run-{uuid.uuid4().hex[:10]}"
-    r = cluster.exec_in(APPS, pod, "/usr/local/bin/victim", marker)
+    r = cluster.exec_in(APPS, pod, IN_POD, marker)
     assert r.returncode == 0 and "victim ran" in r.stdout, (pod, r.returncode, r.stdout, r.stderr)
     assert cluster.exec_in(APPS, pod, "/bin/ls", marker).returncode == 0
 
@@ -381,7 +385,7 @@ def test_helm_upgrade_changes_policy_without_restart(cluster, release, workloads
     t = time.monotonic()
 
     def two_is_denied():
-        r = cluster.exec_in(APPS, "guarded-two", "/usr/local/bin/victim")
+        r = cluster.exec_in(APPS, "guarded-two", IN_POD)
         return r.returncode == 137
     wait_for(two_is_denied, 150, interval=2, what="the upgraded policy in force")
     print(f"\npolicy change in force {time.monotonic() - t:.1f} s after helm upgrade")
@@ -397,20 +401,39 @@ def test_helm_upgrade_changes_policy_without_restart(cluster, release, workloads
 
 # --- uninstall ---------------------------------------------------------------------
 
+def bpf_prog_ids_held_by(pid):
+    """BPF programs the process holds (prog fds, and links: fdinfo names the
+    program of both)."""
+    ids = set()
+    fdinfo = Path(f"/proc/{pid}/fdinfo")
+    for f in fdinfo.iterdir():
+        try:
+            text = f.read_text()
+        except OSError:
+            continue
+        ids |= {int(m) for m in re.findall(r"^prog_id:\s*(\d+)", text, re.M)}
+    return ids
+
+
 def test_uninstall_removes_pod_and_bpf_programs(cluster, release):
     pod = cluster.agent_pods()[0]
     pid = cluster.task_pid(NS, pod["metadata"]["name"], container="execmon")
-    progs = cluster.bpf_programs()
-    mine = {p["id"] for p in progs
-            if any(o.get("pid") == pid for o in p.get("pids", []))}
-    new = {p["id"] for p in progs} - release["bpf_before"]
+    mine = bpf_prog_ids_held_by(pid)
+    loaded = {p["id"]: p for p in cluster.bpf_programs()}
     assert mine, f"no BPF program held by the agent (pid {pid})"
-    assert mine <= new
+    assert mine <= set(loaded), (mine, sorted(loaded))
+    names = {loaded[i].get("name") for i in mine}
     cluster.helm.run("uninstall", RELEASE, "--namespace", NS, "--wait", "--timeout", "3m")
     release["installed"] = False
     wait_for(lambda: not cluster.agent_pods(), 60, interval=0.5, what="agent pod gone")
-    left = {p["id"]: p.get("name") for p in cluster.bpf_programs() if p["id"] in mine}
+    assert not Path(f"/proc/{pid}").exists(), "the agent process outlived its pod"
+    after = cluster.bpf_programs()
+    left = {p["id"]: p.get("name") for p in after if p["id"] in mine}
     assert not left, f"BPF programs of the agent still loaded: {left}"
-    cm = cluster.api.server.request("GET", f"/api/v1/namespaces/{NS}/configmaps",
-                                    check=False)[1]
-    assert not [c for c in cm["items"] if "execmon" in c["metadata"]["name"]], cm
+    # Nor any other program of the agent's (no second agent kept running).
+    same_names = {p["id"]: p.get("name") for p in after if p.get("name") in names}
+    assert not same_names, same_names
+    for kind in ("configmaps", "serviceaccounts"):
+        items = cluster.api.req("GET", f"/api/v1/namespaces/{NS}/{kind}")["items"]
+        assert not [i for i in items if i["metadata"]["name"].startswith(RELEASE)], items
+    assert not cluster.api.req("GET", f"/apis/apps/v1/namespaces/{NS}/daemonsets")["items"]
