@@ -24,6 +24,13 @@ tests/k8s/build_kube.sh >/dev/null || status=1
 EXECMON_BUILD_DIR="$BUILD" python3 -m pytest -v tests/k8s \
   --junitxml="$REPORTS/k8s.xml" -p no:cacheprovider || status=1
 
+echo "== Kubernetes node: the Helm chart on a real kubelet + containerd, events to Kafka (tests/node)"
+# Images (debian bases by mmdebstrap, the agent from deploy/Containerfile,
+# pause, workload) are built once with buildah and cached in
+# ~/.cache/execmon/node (first run ~6 min); the suite itself takes ~1.5 min.
+EXECMON_BUILD_DIR="$BUILD" python3 -m pytest -v tests/node \
+  --junitxml="$REPORTS/node.xml" -p no:cacheprovider || status=1
+
 echo "== kernel matrix: the agent on Debian kernels under qemu (tests/vm, cached in ~/.cache/execmon/vm)"
 EXECMON_BUILD_DIR="$BUILD" python3 -m pytest -v tests/vm \
   --junitxml="$REPORTS/vm.xml" -p no:cacheprovider || status=1
