@@ -303,6 +303,14 @@ def test_real_pod_cgroup_layout(cluster, workloads):
     assert paths.get("") == want, lines  # the unified (cgroup2) hierarchy
     assert all(p == want for p in paths.values()), lines
     assert kubepods_cgroups(), "no /kubepods cgroup"
+    # The agent itself: requests below limits, so Burstable.
+    agent = cluster.agent_pods()[0]
+    assert agent["status"]["qosClass"] == "Burstable"
+    apid = cluster.task_pid(NS, agent["metadata"]["name"], container="execmon")
+    acid = cluster.container_id(NS, agent["metadata"]["name"], container="execmon")
+    unified = next(l.split(":", 2)[2] for l in Path(f"/proc/{apid}/cgroup").read_text()
+                   .splitlines() if l.startswith("0::"))
+    assert unified == f"/kubepods/burstable/pod{agent['metadata']['uid']}/{acid}"
 
 
 # --- events -------------------------------------------------------------------
