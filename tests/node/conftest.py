@@ -44,6 +44,9 @@ def prerequisites():
     if missing:
         pytest.fail(f"missing tools (scripts/install-deps.sh --test installs "
                     f"them): {missing}")
+    recovered = node_cluster.recover_stale_runs()
+    if recovered:
+        print(f"\nrecovered from a killed earlier run: {recovered}")
     if not (node_cluster.CNI_BIN / "bridge").exists():
         pytest.fail("no CNI bridge plugin: install containernetworking-plugins")
     t = {}

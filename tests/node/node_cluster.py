@@ -157,8 +157,16 @@ class HostState:
         self.dirs = {d: d.exists() for d in self.WATCHED_DIRS}
         self.dir_entries = {d: set(os.listdir(d)) for d in self.WATCHED_DIRS
                             if d.is_dir()}
+        self.saved = None
         self.kubepods = kubepods_cgroups()
         self.iptables = iptables_kube_chains()
+
+    def save(self, run_dir: Path, work: Path):
+        """Written where recover_stale_runs() finds it if this run is killed."""
+        self.saved = run_dir / "host-state.json"
+        self.saved.write_text(json.dumps({
+            "sysctls": self.sysctls, "work": [str(work)],
+            "kubepods_before": [str(p) for p in self.kubepods]}))
 
     def restore(self):
         """Puts back what changed; returns what could not be restored."""
@@ -202,6 +210,70 @@ class HostState:
         if chains != self.iptables:
             diff.append(f"iptables KUBE-* chains: {sorted(self.iptables)} -> {sorted(chains)}")
         return diff
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def recover_stale_runs():
+    """Undoes what a killed earlier run (SIGKILL, CI timeout: no teardown)
+    left: its shims and containers, mounts, network namespace, kubepods
+    cgroups, and the sysctls it saved before kubelet changed them. A run is
+    known by /run/execmon-node-<pid> with <pid> dead. Returns what it did."""
+    done = []
+    for d in sorted(Path("/run").glob("execmon-node-*")):
+        try:
+            pid = int(d.name.rsplit("-", 1)[1])
+        except ValueError:
+            continue
+        if _pid_alive(pid):
+            continue
+        for p in processes_mentioning(str(d)):
+            try:
+                os.kill(p, signal.SIGKILL)
+                done.append(f"killed {p}")
+            except ProcessLookupError:
+                pass
+        time.sleep(0.5)
+        saved = d / "host-state.json"
+        state = json.loads(saved.read_text()) if saved.exists() else {}
+        roots = [str(d)] + state.get("work", [])
+        mounts = [line.split()[4] for line in
+                  Path("/proc/self/mountinfo").read_text().splitlines()]
+        for mp in sorted((m for m in mounts if any(m.startswith(r + "/") for r in roots)),
+                         key=len, reverse=True):
+            run("umount", "-l", mp, check=False)
+        for k, v in state.get("sysctls", {}).items():
+            try:
+                Path("/proc/sys", k).write_text(v)
+            except OSError:
+                pass
+        if state and not state.get("kubepods_before"):
+            # The run's containers outlive their killed shims (an agent
+            # among them, BPF programs loaded): kill every process of the
+            # kubepods trees, which were the run's own.
+            pids = {int(p) for c in kubepods_cgroups() for procs in c.rglob("cgroup.procs")
+                    for p in procs.read_text().split()}
+            for p in sorted(pids):
+                try:
+                    os.kill(p, signal.SIGKILL)
+                    done.append(f"killed pod process {p}")
+                except ProcessLookupError:
+                    pass
+            time.sleep(1)
+            for c in kubepods_cgroups():
+                remove_cgroup_tree(c)
+        run("ip", "netns", "del", f"execmon-node-{pid}", check=False)
+        shutil.rmtree(d, ignore_errors=True)
+        done.append(f"recovered {d}")
+    return done
 
 
 class NetNs:
@@ -433,6 +505,7 @@ class Node:
         self.timings = {}
         if self.host is None:
             self.host = HostState()
+        self.host.save(self.run_dir, self.work)
         if kubepods_cgroups():
             raise RuntimeError(f"kubepods cgroups exist before the test "
                                f"(another kubelet?): {kubepods_cgroups()}")
