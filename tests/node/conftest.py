@@ -13,12 +13,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import node_cluster  # noqa: E402
-from node_cluster import REPO, Node, kube_binary, run  # noqa: E402
+from node_cluster import BUILD, REPO, Node, kube_binary  # noqa: E402
 
 import kafka  # noqa: E402  (tests/e2e, on sys.path through node_cluster)
 
 HERE = Path(__file__).resolve().parent
-BUILD = Path(os.environ.get("EXECMON_BUILD_DIR", REPO / "build")).resolve()
 NEEDED = {
     "containerd": "containerd", "ctr": "containerd", "runc": "runc",
     "buildah": "buildah", "mmdebstrap": "mmdebstrap", "ip": "iproute2",

@@ -39,9 +39,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+BUILD = Path(os.environ.get("EXECMON_BUILD_DIR", REPO / "build")).resolve()
 sys.path.insert(0, str(REPO / "tests" / "k8s"))
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
-import k8s_cluster  # noqa: E402
 from k8s_cluster import (ADMIN_TOKEN, Api, ApiServer, Etcd, Pki, Process,  # noqa: E402
                          free_port, kube_binary, wait_for, write_kubeconfig)
 

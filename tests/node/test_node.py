@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BUILD, REPO
-from node_cluster import NODE_NAME, kubepods_cgroups, run, wait_for, wait_until
+from node_cluster import BUILD, REPO, NODE_NAME, kubepods_cgroups, run, wait_for, wait_until
 
 CHART = REPO / "deploy" / "helm" / "execmon"
 NS = "execmon"          # the release's namespace
