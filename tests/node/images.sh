@@ -109,7 +109,7 @@ if [[ ! -f $AGENT_TAR ]]; then
     -f "$repo/deploy/Containerfile" -t "$AGENT_IMAGE" "$repo" >&2
   log "agent image built in $((SECONDS - start)) s"
   save "$AGENT_IMAGE" "$AGENT_TAR"
-  # Only the newest agent image is kept (each is ~100 MB). Empty buildah's
+  # Only the newest agent image is kept (each is ~270 MB). Empty buildah's
   # storage: a rebuild re-imports the bases from their rootfs tarballs in
   # seconds (and reinstalls the build packages).
   find "$IMAGES" -name 'agent-*.tar' ! -name "agent-$agent_key.tar" -delete
