@@ -24,8 +24,14 @@ TEST_PACKAGES=(
   # tests
   python3 python3-pytest python3-yaml python3-jsonschema binutils util-linux
   # tests/k8s: a real etcd for kube-apiserver (built from its Go module by
-  # tests/k8s/build_kube_apiserver.sh), etcdctl, openssl for test PKI
+  # tests/k8s/build_kube.sh), etcdctl, openssl for test PKI
   etcd-server etcd-client openssl
+  # tests/node: a real node (kubelet from tests/k8s/build_kube.sh) on
+  # containerd + runc, CNI bridge/host-local plugins for workload pods, ip
+  # (the node's network namespace), iptables (kubelet's chains in it); the
+  # images' Debian bases made with mmdebstrap (no registry), gcc for the
+  # static pause and victim binaries
+  containerd containernetworking-plugins iproute2 iptables mmdebstrap gcc libc6-dev
   # Kafka e2e tests: a real broker from Maven Central jars, kcat to consume
   default-jre-headless maven kcat
   # fuzzing (tests/fuzz): libFuzzer and the sanitizer runtimes for clang

@@ -47,9 +47,9 @@ RESOURCES = {
 def apiserver(tools, tmp_path_factory):
     if cluster is None or not all(hasattr(cluster, n) for n in HARNESS):
         pytest.skip("tests/k8s/k8s_cluster.py (etcd + kube-apiserver harness) not available")
-    binary = cluster.TOOLS / f"kube-apiserver-{cluster.KUBE_VERSION}"
+    binary = cluster.KUBE_BIN / "kube-apiserver"
     if not (binary.is_file() and os.access(binary, os.X_OK)):
-        pytest.skip(f"{binary} not built (tests/k8s builds it: tests/k8s/build_kube_apiserver.sh)")
+        pytest.skip(f"{binary} not built (tests/k8s builds it: tests/k8s/build_kube.sh)")
     if not os.access(cluster.ETCD, os.X_OK):
         pytest.skip("etcd not installed (Debian etcd-server)")
     work = tmp_path_factory.mktemp("apiserver")

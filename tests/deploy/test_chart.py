@@ -363,6 +363,18 @@ def test_privileged_switch(rendered):
     assert sc["readOnlyRootFilesystem"] is True
 
 
+def test_host_network_switch(helm):
+    """hostNetwork (tests/node runs the agent so: broker on the node's
+    loopback, no kube-proxy) comes with the DNS policy that keeps cluster
+    DNS; the metrics port stays a plain container port (no hostPort)."""
+    text = helm.template(helm.values_file({"hostNetwork": True})).stdout
+    ds, c = agent_container([d for d in yaml.safe_load_all(text) if d])
+    pod = ds["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True and pod["hostPID"] is True
+    assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+    assert not any("hostPort" in p for p in c["ports"])
+
+
 def test_host_mounts_read_only_and_no_bpffs(rendered):
     ds, c = agent_container(rendered("default")[1])
     vols = {v["name"]: v for v in ds["spec"]["template"]["spec"]["volumes"]}

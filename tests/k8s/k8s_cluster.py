@@ -1,8 +1,9 @@
 """A real Kubernetes control plane for tests: etcd + kube-apiserver.
 
 etcd comes from Debian (/usr/bin/etcd, package etcd-server); kube-apiserver
-is built once from its Go module by build_kube_apiserver.sh into
-${EXECMON_TOOLS_CACHE:-~/.cache/execmon/tools}. Everything listens on
+is built once from its Go module by build_kube.sh (with kubelet,
+kube-controller-manager and kube-scheduler, for tests/node) into
+${EXECMON_TOOLS_CACHE:-~/.cache/execmon/tools}/kubernetes-<version>/. Everything listens on
 127.0.0.1 only, on free ports, with data and certificates in a temporary
 directory. Every wait is bounded; stop() always ends the processes.
 """
@@ -25,6 +26,8 @@ REPO = HERE.parents[1]
 KUBE_VERSION = os.environ.get("KUBE_VERSION", "v1.31.14")
 TOOLS = Path(os.environ.get("EXECMON_TOOLS_CACHE",
                             Path.home() / ".cache" / "execmon" / "tools"))
+# build_kube.sh's output directory.
+KUBE_BIN = TOOLS / f"kubernetes-{KUBE_VERSION}"
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
 
@@ -57,23 +60,29 @@ def wait_for(pred, timeout, interval=0.1, what="condition"):
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}: {last!r}")
 
 
-def kube_apiserver_binary(build_timeout=2700):
-    """The cached binary, built first if missing (takes minutes, once)."""
-    binary = TOOLS / f"kube-apiserver-{KUBE_VERSION}"
+def kube_binary(name, build_timeout=2700):
+    """The cached Kubernetes binary `name` (kube-apiserver, kubelet,
+    kube-controller-manager, kube-scheduler), all of them built first in one
+    `go build` if missing (build_kube.sh: minutes, once)."""
+    binary = KUBE_BIN / name
     if binary.is_file() and os.access(binary, os.X_OK):
         return binary
     env = dict(os.environ, EXECMON_TOOLS_CACHE=str(TOOLS), KUBE_VERSION=KUBE_VERSION)
     env["PATH"] = env.get("PATH", "") + ":/usr/local/go/bin"
-    log = TOOLS / f"build-kube-apiserver-{KUBE_VERSION}.log"
+    log = TOOLS / f"build-kubernetes-{KUBE_VERSION}.log"
     TOOLS.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as f:
-        r = subprocess.run([str(HERE / "build_kube_apiserver.sh")], env=env,
+        r = subprocess.run([str(HERE / "build_kube.sh")], env=env,
                            stdout=subprocess.PIPE, stderr=f, text=True,
                            timeout=build_timeout)
     if r.returncode != 0 or not binary.is_file():
         tail = log.read_text()[-3000:]
-        raise RuntimeError(f"building kube-apiserver failed (log {log}):\n{tail}")
+        raise RuntimeError(f"building Kubernetes {KUBE_VERSION} failed (log {log}):\n{tail}")
     return binary
+
+
+def kube_apiserver_binary(build_timeout=2700):
+    return kube_binary("kube-apiserver", build_timeout)
 
 
 def _openssl(*args, cwd):
@@ -221,9 +230,10 @@ class ApiServer:
         self.proc = None
         self.ssl = ssl.create_default_context(cafile=str(pki.dir / "ca.crt"))
 
-    def start(self, timeout=90):
+    def argv(self):
+        """The command line; tests/node adjusts it for a full cluster."""
         p = self.pki.dir
-        argv = [
+        return [
             str(self.binary),
             f"--etcd-servers={self.etcd.url}",
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
@@ -250,6 +260,9 @@ class ApiServer:
             "--enable-priority-and-fairness=false",
             "--v=1",
         ]
+
+    def start(self, timeout=90):
+        argv = self.argv()
         self.proc = Process(self.name, argv, self.workdir / f"{self.name}.log")
         try:
             wait_for(self._ready, timeout, interval=0.25, what=f"{self.name} /readyz")
