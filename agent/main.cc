@@ -460,6 +460,33 @@ int CmdIndexBuild(const std::vector<char*>& args) {
   return 0;
 }
 
+int CmdIndexCompile(const std::vector<char*>& args) {
+  if (args.size() < 4) {
+    return CommandUsage("index compile", "want at least one INDEX");
+  }
+  const std::string out = absl::GetFlag(FLAGS_output);
+  if (out.empty() || out == "stdout" || out == "none") {
+    return CommandUsage("index compile",
+                        "--output=FILE names the compiled index to write");
+  }
+  std::vector<std::string> inputs(args.begin() + 3, args.end());
+  absl::StatusOr<execmon::PackageMap> map = execmon::PackageMap::Load(inputs);
+  if (!map.ok()) {
+    std::fprintf(stderr, "execmon: %s\n",
+                 std::string(map.status().message()).c_str());
+    return 1;
+  }
+  if (absl::Status s = map->Save(out); !s.ok()) {
+    std::fprintf(stderr, "execmon: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  std::fprintf(stderr,
+               "execmon: %s: %zu build IDs of %zu package versions from %zu "
+               "indexes\n",
+               out.c_str(), map->size(), map->packages(), map->files());
+  return 0;
+}
+
 int CmdIndexQuery(const std::vector<char*>& args) {
   if (args.size() < 4)
     return CommandUsage("index query", "want at least one FILE");
@@ -804,6 +831,7 @@ int main(int argc, char** argv) {
   if (name == "policy generate") return CmdPolicyGenerate(args);
   if (name == "index build") return CmdIndexBuild(args);
   if (name == "index query") return CmdIndexQuery(args);
+  if (name == "index compile") return CmdIndexCompile(args);
   if (args.size() > 2) {
     return CommandUsage("run",
                         absl::StrCat("unexpected argument '", args[2], "'"));

@@ -711,6 +711,13 @@ absl::StatusOr<Index> ReadIndex(const std::string& path) {
   };
   while (std::getline(in, text)) {
     ++lineno;
+    if (lineno == 1 && absl::StartsWith(text, "EMIDX01")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path,
+          ": a compiled index (execmon index compile) holds only build ID -> "
+          "package, for the agent: query the JSON Lines index it was "
+          "compiled from"));
+    }
     rapidjson::Document d;
     d.Parse(text.data(), text.size());
     if (d.HasParseError() || !d.IsObject()) return bad("not a JSON object");

@@ -1,6 +1,8 @@
 #include "agent/index/package_map.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <array>
 #include <cstring>
 #include <filesystem>
@@ -10,6 +12,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "agent/index/index.h"
 #include "rapidjson/reader.h"
@@ -151,6 +154,122 @@ void ParseChunk(char* begin, char* end, int first_line, const std::string& path,
 
 }  // namespace
 
+// The compiled form: this header, then `entries` 24-byte entries (sorted,
+// unique), `packages` 12-byte package records, `text_bytes` of text. All
+// little-endian, as in memory on the machines execmon runs on (x86-64 and
+// arm64; checked below).
+struct CompiledHeader {
+  char magic[8];
+  uint32_t entries;
+  uint32_t packages;
+  uint64_t text_bytes;
+};
+static_assert(sizeof(CompiledHeader) == 24);
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__);
+
+absl::Status PackageMap::Save(const std::string& path) const {
+  CompiledHeader h{};
+  std::memcpy(h.magic, kMagic.data(), sizeof(h.magic));
+  h.entries = static_cast<uint32_t>(entries_.size());
+  h.packages = static_cast<uint32_t>(packages_.size());
+  h.text_bytes = text_.size();
+  const std::string tmp = absl::StrCat(path, ".tmp");
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) return absl::UnavailableError(absl::StrCat(tmp, ": cannot create"));
+    out.write(reinterpret_cast<const char*>(&h), sizeof(h));
+    out.write(reinterpret_cast<const char*>(entries_.data()),
+              static_cast<std::streamsize>(entries_.size() * sizeof(Entry)));
+    out.write(reinterpret_cast<const char*>(packages_.data()),
+              static_cast<std::streamsize>(packages_.size() * sizeof(Package)));
+    out.write(text_.data(), static_cast<std::streamsize>(text_.size()));
+    out.flush();
+    if (!out) {
+      std::remove(tmp.c_str());
+      return absl::UnavailableError(absl::StrCat(tmp, ": write error"));
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return absl::UnavailableError(
+        absl::StrCat(path, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PackageMap::LoadCompiled(const std::string& path,
+                                      absl::string_view data) {
+  auto bad = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": compiled index: ", what));
+  };
+  CompiledHeader h;
+  if (data.size() < sizeof(h)) return bad("truncated header");
+  std::memcpy(&h, data.data(), sizeof(h));
+  const uint64_t want = sizeof(h) + uint64_t{h.entries} * sizeof(Entry) +
+                        uint64_t{h.packages} * sizeof(Package) + h.text_bytes;
+  if (data.size() != want) {
+    return bad(absl::StrCat(data.size(), " bytes, the header says ", want));
+  }
+  if (h.packages > (1u << 24)) return bad("more than 16777216 packages");
+  if (packages_.size() + h.packages > (1u << 24)) {
+    return bad("more than 16777216 package versions in all indexes");
+  }
+  if (text_.size() + h.text_bytes > UINT32_MAX) return bad("text too large");
+  const char* at = data.data() + sizeof(h);
+  std::vector<Entry> entries(h.entries);
+  std::memcpy(entries.data(), at, entries.size() * sizeof(Entry));
+  at += entries.size() * sizeof(Entry);
+  std::vector<Package> packages(h.packages);
+  std::memcpy(packages.data(), at, packages.size() * sizeof(Package));
+  at += packages.size() * sizeof(Package);
+  const absl::string_view text(at, h.text_bytes);
+  // Everything a lookup relies on: keys well formed, sorted and unique,
+  // package numbers and text ranges in bounds.
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const Entry& e = entries[i];
+    if (e.key[0] < 1 || e.key[0] > 20 ||
+        std::any_of(e.key.begin() + 1 + e.key[0], e.key.end(),
+                    [](uint8_t b) { return b != 0; })) {
+      return bad(absl::StrCat("entry ", i, ": malformed build ID"));
+    }
+    if (i > 0 && !(entries[i - 1].key < e.key)) {
+      return bad(absl::StrCat("entry ", i, ": not sorted or repeated"));
+    }
+    if (e.number() >= h.packages) {
+      return bad(absl::StrCat("entry ", i, ": package ", e.number(),
+                              " out of range"));
+    }
+  }
+  for (size_t i = 0; i < packages.size(); ++i) {
+    Package& p = packages[i];
+    uint64_t end = p.offset;
+    for (uint16_t len : p.len) end += len;
+    if (end > text.size()) {
+      return bad(absl::StrCat("package ", i, ": text out of range"));
+    }
+    p.offset += static_cast<uint32_t>(text_.size());
+  }
+  const uint32_t base = static_cast<uint32_t>(packages_.size());
+  sorted_ = entries_.empty() && files_ == 0;
+  if (base != 0) {
+    for (Entry& e : entries) {
+      const uint32_t number = base + e.number();
+      e.package[0] = static_cast<uint8_t>(number);
+      e.package[1] = static_cast<uint8_t>(number >> 8);
+      e.package[2] = static_cast<uint8_t>(number >> 16);
+    }
+  }
+  if (entries_.empty()) {
+    entries_ = std::move(entries);
+  } else {
+    entries_.insert(entries_.end(), entries.begin(), entries.end());
+  }
+  packages_.insert(packages_.end(), packages.begin(), packages.end());
+  text_.append(text.data(), text.size());
+  return absl::OkStatus();
+}
+
 absl::Status PackageMap::LoadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
@@ -164,6 +283,8 @@ absl::Status PackageMap::LoadFile(const std::string& path) {
   if (text.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": empty"));
   }
+  if (absl::StartsWith(text, kMagic)) return LoadCompiled(path, text);
+  sorted_ = false;
   // Every line ends in a newline, which the parser overwrites with a NUL.
   if (text.back() != '\n') text.push_back('\n');
   // The header line.
@@ -296,6 +417,10 @@ absl::StatusOr<PackageMap> PackageMap::Load(
     ++map.files_;
   }
   map.interned_ = {};  // only needed while loading
+  if (map.files_ == 1 && map.sorted_) {
+    map.entries_.shrink_to_fit();
+    return map;  // one compiled index: sorted and unique already
+  }
   // Sorted for binary search; of equal keys the first loaded stays.
   std::stable_sort(
       map.entries_.begin(), map.entries_.end(),

@@ -30,7 +30,18 @@ class PackageMap {
   // Loads every index named: a file, or a directory's regular files (names
   // starting with '.' skipped, as a ConfigMap volume's "..data"). An
   // unreadable or malformed index fails the load, naming file and line.
+  // An index is JSON Lines (docs/index.md) or compiled (Save): the first
+  // bytes tell which.
   static absl::StatusOr<PackageMap> Load(const std::vector<std::string>& paths);
+
+  // Writes the map in the compiled form (`execmon index compile`): its
+  // sorted entry array, package records and text as they are in memory,
+  // behind a header, so a load is a read and a validation, not a parse.
+  // It keeps only what the agent uses: build ID -> package.
+  absl::Status Save(const std::string& path) const;
+
+  // The first bytes of a compiled index.
+  static constexpr absl::string_view kMagic = "EMIDX01\n";
 
   // The package of a build ID (raw bytes). When several indexes name
   // different packages for one build ID, the first loaded wins (files in
@@ -72,6 +83,8 @@ class PackageMap {
   };
 
   absl::Status LoadFile(const std::string& path);
+  // A compiled index (data: the whole file, magic included).
+  absl::Status LoadCompiled(const std::string& path, absl::string_view data);
   PackageRef RefOf(uint32_t package) const;
 
   std::vector<Entry> entries_;  // sorted by key once loaded
@@ -80,6 +93,8 @@ class PackageMap {
   // While loading only: "name\nversion\narch\nsource" -> package number.
   absl::flat_hash_map<std::string, uint32_t> interned_;
   size_t files_ = 0;
+  // Whether entries_ is sorted and unique already (one compiled file).
+  bool sorted_ = false;
 };
 
 }  // namespace execmon

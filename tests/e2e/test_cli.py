@@ -23,7 +23,7 @@ def test_version():
 
 
 COMMANDS = ["run", "buildid", "policy lint", "policy test", "policy generate",
-            "index build", "index query", "schema", "version", "help"]
+            "index build", "index compile", "index query", "schema", "version", "help"]
 
 
 def test_help_lists_every_command():
@@ -55,8 +55,8 @@ def test_each_command_has_its_own_help(name):
     assert re.search(r"^Examples?:\n  execmon " + name, r.stdout, re.M), r.stdout
     assert "main.cc" not in r.stdout  # no source paths
     flags = help_flags(r.stdout)
-    policy_test = {"build_id", "namespace", "labels", "container", "host", "format",
-                   "index"}
+    policy_test = {"build_id", "sha256", "namespace", "labels", "container", "host",
+                   "format", "index"}
     if name == "run":
         assert {"policies", "output", "metrics_address", "kafka_brokers"} <= flags
         assert "index" in flags  # shared with policy test
@@ -66,6 +66,8 @@ def test_each_command_has_its_own_help(name):
         assert flags == {"from_index", "name", "mode"}
     elif name == "index build":
         assert flags == {"output", "under"}
+    elif name == "index compile":
+        assert flags == {"output"}
     elif name == "index query":
         assert flags == {"build_id", "package", "format"}
     elif name == "policy test":

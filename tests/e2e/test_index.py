@@ -3,6 +3,7 @@ download (two versions of one package), and this machine's own root
 filesystem with its dpkg database (docs/index.md)."""
 import hashlib
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -294,6 +295,28 @@ def test_agent_names_the_package_of_indexed_builds(agent_factory, debs, deb_inde
     # Not indexed: no package.
     pid, r = run([BIN / "hello_pie8"])
     assert "package" not in agent.exec_event(pid)["process"]
+
+
+def test_agent_loads_a_compiled_index(agent_factory, debs, deb_index, tmp_path):
+    # `index compile` turns the JSON Lines index into the agent's
+    # fast-loading form; the agent names the same packages from it, and
+    # `index query` says to query the JSON index instead.
+    compiled = tmp_path / "debs.emidx"
+    r = cli("index", "compile", f"--output={compiled}", deb_index)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"debs.emidx: [1-9]\d* build IDs of [1-9]\d* package versions "
+                     r"from 1 indexes", r.stderr), r.stderr
+    assert compiled.read_bytes().startswith(b"EMIDX01\n")
+    agent = agent_factory(f"--index={compiled}")
+    agent.wait_for_log(r"index: [1-9]\d* build IDs", timeout=10)
+    for version in ("7.88.1-10+deb12u15", "7.88.1-10+deb12u5"):
+        curl = unpack(debs[("curl", version)], tmp_path / version) / "usr/bin/curl"
+        pid, r = run([curl, "--version"])
+        assert r.returncode == 0, r.stderr
+        assert agent.exec_event(pid)["process"]["package"] == {
+            "name": "curl", "version": version, "arch": "amd64", "source": "curl"}
+    q = cli("index", "query", compiled)
+    assert q.returncode == 1 and "a compiled index (execmon index compile)" in q.stderr
 
 
 def test_agent_rejects_a_bad_index(agent_factory, tmp_path):
