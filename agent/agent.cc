@@ -837,7 +837,17 @@ void Agent::ReportKernelLoss(bool final_report) {
   for (const LossCounter& c : kLossCounters) {
     uint64_t now = (*stats)[c.stat];
     if (now > last_stats_[c.stat]) {
-      LogWarning(now - last_stats_[c.stat], " ", c.what, " (", now, " total)");
+      std::string why;
+      if (c.stat == EM_STAT_TW_SCHEDULE_FAIL) {
+        // What the kernel said, so a refusal can be told from a full queue.
+        const int err = loader_->task_work_last_error();
+        if (err != 0) {
+          why = absl::StrCat("; bpf_task_work_schedule_resume last returned ",
+                             err, " (", std::strerror(-err), ")");
+        }
+      }
+      LogWarning(now - last_stats_[c.stat], " ", c.what, " (", now, " total)",
+                 why);
     }
   }
   last_stats_ = *stats;

@@ -50,6 +50,9 @@ extern int bpf_task_work_schedule_resume_impl(struct task_struct *task,
 	bpf_task_work_schedule_resume_impl(task, tw, map, cb, NULL)
 #endif
 
+/* The last error the schedule kfunc returned (the agent logs it). */
+__s32 em_tw_last_err;
+
 enum {
 	EM_PEND_WAITING = 1,
 	EM_PEND_CLAIMED = 2,
@@ -136,6 +139,7 @@ int BPF_PROG(em_exec_tw, struct task_struct *p, pid_t old_pid,
 	err = em_task_work_schedule(p, &pend->tw, &em_pending, em_resolve_cb);
 	if (err) {
 		em_count(EM_STAT_TW_SCHEDULE_FAIL);
+		em_tw_last_err = err;
 		bpf_map_delete_elem(&em_pending, &tid);
 		st->ev.bid.error = EM_BID_ERR_SCHEDULE;
 		return 0;

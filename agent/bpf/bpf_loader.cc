@@ -639,6 +639,15 @@ bpf_object* BpfLoader::UnitObject(ResolverPath path) const {
   return nullptr;
 }
 
+int BpfLoader::task_work_last_error() const {
+  if (tw_ != nullptr)
+    return __atomic_load_n(&tw_->bss->em_tw_last_err, __ATOMIC_RELAXED);
+  if (tw2_ != nullptr) {
+    return __atomic_load_n(&tw2_->bss->em_tw_last_err, __ATOMIC_RELAXED);
+  }
+  return 0;
+}
+
 bool BpfLoader::path_loaded(ResolverPath path) const {
   for (const PathStatus& p : paths_) {
     if (p.path == path) return p.loaded;

@@ -198,6 +198,9 @@ class BpfLoader {
   // The first loaded path: page_cache, task_work, iterator, or "none".
   std::string first_seen_path() const;
   const ExecLsmStatus& exec_lsm() const { return lsm_status_; }
+  // The last error bpf_task_work_schedule_resume returned (0: none yet, or
+  // no task_work unit).
+  int task_work_last_error() const;
 
  private:
   BpfLoader() = default;
