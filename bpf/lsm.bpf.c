@@ -198,6 +198,10 @@ static __always_inline int em_lsm_check(struct linux_binprm *bprm,
 				       EM_PC_SLOT_EXEC, &bid);
 		bid.source = EM_BID_SRC_PAGE_CACHE;
 	}
+	/* Not a script's own text: its interpreter is checked (and hashed)
+	 * next, and that is the file the exec event names. */
+	if (bid.error == EM_BID_ERR_NOT_ELF)
+		return 0;
 	if (em_lsm_hash && !have_sha &&
 	    e->exe.size <= em_lsm_hash_max_bytes) {
 		/* Reads the whole file (IMA keeps no result without a policy). */
