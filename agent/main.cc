@@ -25,7 +25,6 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
-#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -319,16 +318,15 @@ int CmdPolicyTest(const std::vector<char*>& args) {
   }
   absl::optional<std::string> sha;
   if (std::string h = absl::GetFlag(FLAGS_sha256); !h.empty()) {
-    bool ok = h.size() == 64;
-    for (char c : h) ok = ok && absl::ascii_isxdigit(c);
-    if (!ok) {
+    absl::StatusOr<std::string> raw = execmon::ParseSha256Hex(h);
+    if (!raw.ok()) {
       std::fprintf(stderr,
                    "execmon: --sha256: '%s' is not a sha256 digest (expected "
                    "64 hex digits)\n",
                    h.c_str());
       return 2;
     }
-    sha = absl::HexStringToBytes(h);
+    sha = *std::move(raw);
   }
   execmon::Workload w;
   w.host = absl::GetFlag(FLAGS_host);

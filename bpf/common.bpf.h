@@ -194,6 +194,28 @@ static __always_inline const __u8 *em_exec_sha(const struct em_exec_event *e)
 }
 
 /*
+ * Whether a build-ID result is what reading the file gives (an ID, or a
+ * reason it has none), not a transient failure (a read fault, an exited
+ * task, a page not resident): only those are cached, or judged at
+ * bprm_check.
+ */
+static __always_inline bool em_bid_final(const struct em_build_id *bid)
+{
+	switch (bid->error) {
+	case EM_BID_OK:
+	case EM_BID_ERR_NOT_ELF:
+	case EM_BID_ERR_NO_NOTE:
+	case EM_BID_ERR_BAD_PHDRS:
+	case EM_BID_ERR_BAD_NOTE:
+	case EM_BID_ERR_BAD_SIZE:
+	case EM_BID_ERR_LIMIT:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
  * sha (NULL: none) is the file's content hash from bpf_ima_file_hash,
  * stored with the build ID under the same key and rules.
  */
@@ -205,18 +227,8 @@ static __always_inline bool em_cache_fill(const struct em_file_key *key,
 	struct em_globals *g = em_glob();
 	__u64 now_real, ctime_ns, b2r;
 
-	switch (bid->error) {
-	case EM_BID_OK:
-	case EM_BID_ERR_NOT_ELF:
-	case EM_BID_ERR_NO_NOTE:
-	case EM_BID_ERR_BAD_PHDRS:
-	case EM_BID_ERR_BAD_NOTE:
-	case EM_BID_ERR_BAD_SIZE:
-	case EM_BID_ERR_LIMIT:
-		break;
-	default:
+	if (!em_bid_final(bid))
 		return false;
-	}
 	b2r = g ? g->boot_to_real_ns : 0;
 	now_real = bpf_ktime_get_boot_ns() + b2r;
 	ctime_ns = (__u64)key->ctime_sec * 1000000000ULL + key->ctime_nsec;

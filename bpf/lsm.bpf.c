@@ -54,27 +54,6 @@ struct {
 	__type(value, struct em_lsm_scratch);
 } em_lsm_scratch SEC(".maps");
 
-/*
- * Whether bprm_check can judge on this result. Not on a file that is not
- * ELF: a script's (or binfmt_misc's) handler is checked next, and that is
- * what the exec tracepoint judges. Not on a page that is not resident or
- * a read fault: the tracepoint chain tries again.
- */
-static __always_inline bool em_lsm_judgeable(const struct em_build_id *bid)
-{
-	switch (bid->error) {
-	case EM_BID_OK:
-	case EM_BID_ERR_NO_NOTE:
-	case EM_BID_ERR_BAD_PHDRS:
-	case EM_BID_ERR_BAD_NOTE:
-	case EM_BID_ERR_BAD_SIZE:
-	case EM_BID_ERR_LIMIT:
-		return true;
-	default:
-		return false;
-	}
-}
-
 #define EM_OVERLAYFS_MAGIC 0x794c7630
 
 /* Whether f looks like the real file behind an overlay file of this size
@@ -198,22 +177,23 @@ static __always_inline int em_lsm_check(struct linux_binprm *bprm,
 				       EM_PC_SLOT_EXEC, &bid);
 		bid.source = EM_BID_SRC_PAGE_CACHE;
 	}
-	/* Not a script's own text: its interpreter is checked (and hashed)
-	 * next, and that is the file the exec event names. */
+	/* Not a script's own text (nor a binfmt_misc file): its interpreter
+	 * is checked (and hashed) next, and that is the file the exec
+	 * tracepoint judges and the event names. */
 	if (bid.error == EM_BID_ERR_NOT_ELF)
 		return 0;
-	if (em_lsm_hash && !have_sha &&
-	    e->exe.size <= em_lsm_hash_max_bytes) {
-		/* Reads the whole file (IMA keeps no result without a policy). */
-		algo = bpf_ima_file_hash(file, e->sha256, EM_SHA256_LEN);
+	if (em_lsm_hash && !have_sha) {
+		/* Reads the whole file (IMA keeps no result without a policy):
+		 * not beyond the size limit. */
+		algo = e->exe.size <= em_lsm_hash_max_bytes ?
+			       bpf_ima_file_hash(file, e->sha256, EM_SHA256_LEN) :
+			       -1;
 		if (algo == bpf_core_enum_value(enum hash_algo, HASH_ALGO_SHA256)) {
 			have_sha = true;
 			em_count(EM_STAT_HASHED);
 		} else {
 			em_count(EM_STAT_HASH_FAIL);
 		}
-	} else if (em_lsm_hash && !have_sha) {
-		em_count(EM_STAT_HASH_FAIL);
 	}
 	if (have_sha) {
 		stash = &s->stash;
@@ -223,13 +203,14 @@ static __always_inline int em_lsm_check(struct linux_binprm *bprm,
 		tgid = bpf_get_current_pid_tgid() >> 32;
 		bpf_map_update_elem(&em_lsm_stash, &tgid, stash, BPF_ANY);
 	}
+	/* A page not resident, a read fault: the exec tracepoint tries again. */
+	if (!em_bid_final(&bid))
+		return 0;
 	/* Read from the file: cached with its hash, as the tracepoint would
 	 * (a hit without one gains it; the key, ctime included, is the same). */
-	if ((!cached || (have_sha && !hit_sha)) && em_lsm_judgeable(&bid))
+	if (!cached || (have_sha && !hit_sha))
 		cached = em_cache_fill(&e->exe, &bid, em_opt_sha(e->sha256, have_sha)) ||
 			 cached;
-	if (!em_lsm_judgeable(&bid))
-		return 0;
 	em_judge(task, &bid, em_opt_sha(e->sha256, have_sha), &v);
 	if (v.decision != EM_DEC_DENY || v.action != EM_ACT_KILL ||
 	    v.policy >= EM_MAX_POLICIES)

@@ -165,6 +165,9 @@ bool HasCap(const __user_cap_data_struct data[2], int cap) {
   return (data[cap / 32].effective & (1u << (cap % 32))) != 0;
 }
 
+// log2 of the page size: the units' em_page_shift / em_pc_page_shift.
+uint32_t PageShift() { return __builtin_ctzl(sysconf(_SC_PAGESIZE)); }
+
 int64_t ClockNs(clockid_t id) {
   timespec ts{};
   clock_gettime(id, &ts);
@@ -402,7 +405,7 @@ absl::Status BpfLoader::ShareCoreMaps(bpf_object* unit) {
 absl::Status BpfLoader::LoadUnit(ResolverPath path, const BpfOptions& options) {
   const std::string what =
       absl::StrCat("the ", ResolverPathName(path), " unit was");
-  const uint32_t page_shift = __builtin_ctzl(sysconf(_SC_PAGESIZE));
+  const uint32_t page_shift = PageShift();
   switch (path) {
     case ResolverPath::kPageCache: {
       execmon_pc_bpf* u = execmon_pc_bpf__open();
@@ -507,7 +510,7 @@ absl::Status BpfLoader::LoadExecLsm(const BpfOptions& options) {
   if (u == nullptr) return ErrnoStatus(errno, "opening the exec-denial unit");
   lsm_ = u;
   EM_SET_COMMON_RODATA(u, options, features_);
-  u->rodata->em_pc_page_shift = __builtin_ctzl(sysconf(_SC_PAGESIZE));
+  u->rodata->em_pc_page_shift = PageShift();
   u->rodata->em_lsm_hash = options.exe_sha256;
   u->rodata->em_lsm_hash_max_bytes = options.exe_sha256_max_bytes;
   absl::Status s = ShareCoreMaps(u->obj);

@@ -251,7 +251,7 @@ absl::Status PackageMap::LoadCompiled(const std::string& path,
     p.offset += static_cast<uint32_t>(text_.size());
   }
   const uint32_t base = static_cast<uint32_t>(packages_.size());
-  sorted_ = entries_.empty() && files_ == 0;
+  sorted_ = true;
   if (base != 0) {
     for (Entry& e : entries) {
       const uint32_t number = base + e.number();
@@ -284,7 +284,6 @@ absl::Status PackageMap::LoadFile(const std::string& path) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": empty"));
   }
   if (absl::StartsWith(text, kMagic)) return LoadCompiled(path, text);
-  sorted_ = false;
   // Every line ends in a newline, which the parser overwrites with a NUL.
   if (text.back() != '\n') text.push_back('\n');
   // The header line.

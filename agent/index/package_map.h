@@ -93,7 +93,8 @@ class PackageMap {
   // While loading only: "name\nversion\narch\nsource" -> package number.
   absl::flat_hash_map<std::string, uint32_t> interned_;
   size_t files_ = 0;
-  // Whether entries_ is sorted and unique already (one compiled file).
+  // A compiled file was loaded: with only one file loaded, entries_ is
+  // sorted and unique already.
   bool sorted_ = false;
 };
 

@@ -682,22 +682,13 @@ class DocumentParser {
       Ref item = At(items[i]);
       absl::optional<std::string> hex = String(item, pin_path);
       if (!hex.has_value()) return nullptr;
-      std::string raw;
-      bool ok = hex->size() == 64;
-      for (size_t k = 0; ok && k < 64; k += 2) {
-        int hi = HexDigit((*hex)[k]), lo = HexDigit((*hex)[k + 1]);
-        ok = hi >= 0 && lo >= 0;
-        raw.push_back(static_cast<char>((hi << 4) | lo));
-      }
-      if (!ok) {
-        Error(item, pin_path,
-              absl::StrCat(QuoteForMessage(*hex),
-                           " is not a sha256 digest (expected 64 hex digits, "
-                           "as sha256sum prints)"));
+      absl::StatusOr<std::string> raw = ParseSha256Hex(*hex);
+      if (!raw.ok()) {
+        Error(item, pin_path, raw.status().message());
         return nullptr;
       }
-      if (std::find(pins->begin(), pins->end(), raw) == pins->end()) {
-        pins->push_back(std::move(raw));
+      if (std::find(pins->begin(), pins->end(), *raw) == pins->end()) {
+        pins->push_back(*std::move(raw));
       }
     }
     return pins;
@@ -1243,22 +1234,40 @@ bool IsValidUtf8(absl::string_view s) {
   return true;
 }
 
-absl::StatusOr<std::string> ParseBuildIdHex(absl::string_view hex) {
-  auto invalid = [&] {
-    return absl::InvalidArgumentError(absl::StrCat(
-        QuoteForMessage(hex), " is not a build ID (", kBuildIdExpected, ")"));
-  };
-  if (hex.size() < 2 || hex.size() > 40 || hex.size() % 2 != 0) {
-    return invalid();
-  }
+// Hex of an even length -> raw bytes; nullopt at a digit that is not hex.
+static absl::optional<std::string> DecodeHex(absl::string_view hex) {
   std::string raw(hex.size() / 2, '\0');
   for (size_t i = 0; i < raw.size(); ++i) {
     int hi = HexDigit(hex[2 * i]);
     int lo = HexDigit(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return invalid();
+    if (hi < 0 || lo < 0) return absl::nullopt;
     raw[i] = static_cast<char>((hi << 4) | lo);
   }
   return raw;
+}
+
+absl::StatusOr<std::string> ParseBuildIdHex(absl::string_view hex) {
+  absl::optional<std::string> raw;
+  if (hex.size() >= 2 && hex.size() <= 40 && hex.size() % 2 == 0) {
+    raw = DecodeHex(hex);
+  }
+  if (!raw.has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        QuoteForMessage(hex), " is not a build ID (", kBuildIdExpected, ")"));
+  }
+  return *std::move(raw);
+}
+
+absl::StatusOr<std::string> ParseSha256Hex(absl::string_view hex) {
+  absl::optional<std::string> raw;
+  if (hex.size() == 64) raw = DecodeHex(hex);
+  if (!raw.has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(QuoteForMessage(hex),
+                     " is not a sha256 digest (expected 64 hex digits, as "
+                     "sha256sum prints)"));
+  }
+  return *std::move(raw);
 }
 
 std::string BuildIdToHex(absl::string_view raw) {

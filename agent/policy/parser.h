@@ -86,6 +86,11 @@ absl::StatusOr<PolicySet> LoadPolicyDir(const std::string& dir);
 // digits, an even number)".
 absl::StatusOr<std::string> ParseBuildIdHex(absl::string_view hex);
 
+// A sha256 digest as sha256sum prints it (64 hex digits, either case) ->
+// its 32 raw bytes. InvalidArgument: "\"<hex>\" is not a sha256 digest
+// (expected 64 hex digits, as sha256sum prints)".
+absl::StatusOr<std::string> ParseSha256Hex(absl::string_view hex);
+
 // A Debian version range: comma-separated clauses "OP VERSION", OP one of
 // << <= = >= >> (Debian's relations), VERSION a Debian version
 // ([epoch:]upstream[-revision], upstream starting with a digit). Empty

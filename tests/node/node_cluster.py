@@ -212,6 +212,17 @@ class HostState:
         return diff
 
 
+def _kill_all(pids, label="killed", done=None):
+    """SIGKILLs each pid still there; notes each one killed in done."""
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGKILL)
+            if done is not None:
+                done.append(f"{label} {p}")
+        except ProcessLookupError:
+            pass
+
+
 def _pid_alive(pid):
     try:
         os.kill(pid, 0)
@@ -235,12 +246,7 @@ def recover_stale_runs():
             continue
         if _pid_alive(pid):
             continue
-        for p in processes_mentioning(str(d)):
-            try:
-                os.kill(p, signal.SIGKILL)
-                done.append(f"killed {p}")
-            except ProcessLookupError:
-                pass
+        _kill_all(processes_mentioning(str(d)), "killed", done)
         time.sleep(0.5)
         saved = d / "host-state.json"
         state = json.loads(saved.read_text()) if saved.exists() else {}
@@ -261,12 +267,7 @@ def recover_stale_runs():
             # kubepods trees, which were the run's own.
             pids = {int(p) for c in kubepods_cgroups() for procs in c.rglob("cgroup.procs")
                     for p in procs.read_text().split()}
-            for p in sorted(pids):
-                try:
-                    os.kill(p, signal.SIGKILL)
-                    done.append(f"killed pod process {p}")
-                except ProcessLookupError:
-                    pass
+            _kill_all(sorted(pids), "killed pod process", done)
             time.sleep(1)
             for c in kubepods_cgroups():
                 remove_cgroup_tree(c)
@@ -427,11 +428,7 @@ state = "{self.run_dir / 'state'}"
 
     def stop(self):
         self.proc.stop()
-        for pid in self.shim_pids():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _kill_all(self.shim_pids())
 
 
 class Kubelet:

@@ -53,24 +53,23 @@ def events(path):
     return out
 
 
-def wait_exec(out, pid, timeout):
+def wait_exec_where(out, field, value, timeout):
+    """The first exec event whose process.<field> is value, or None."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for e in events(out):
-            if e["type"] == "exec" and e["process"]["pid"] == pid:
+            if e["type"] == "exec" and e["process"][field] == value:
                 return e
         time.sleep(0.2)
     return None
+
+
+def wait_exec(out, pid, timeout):
+    return wait_exec_where(out, "pid", pid, timeout)
 
 
 def wait_binary(out, path, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for e in events(out):
-            if e["type"] == "exec" and e["process"]["binary"] == str(path):
-                return e
-        time.sleep(0.2)
-    return None
+    return wait_exec_where(out, "binary", str(path), timeout)
 
 
 def sha256(path):
