@@ -15,6 +15,7 @@
 #include <variant>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -103,6 +104,22 @@ std::vector<KernelRecord> DecodeAll(absl::Span<const uint8_t> data,
     data.remove_prefix(n);
   }
   return out;
+}
+
+// Whether /proc/cpuinfo lists the "cx16" flag (CMPXCHG16B). Newer kernels
+// (7.x) allocate the bpf_task_work context with kmalloc_nolock(), which
+// needs that instruction on x86: without it every schedule fails with
+// -ENOMEM (seen in qemu guests started with -cpu ...,-cx16).
+bool CpuLacksCx16() {
+#if defined(__x86_64__)
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.starts_with("flags")) continue;
+    return !absl::StrContains(absl::StrCat(line, " "), " cx16 ");
+  }
+#endif
+  return false;
 }
 
 }  // namespace
@@ -844,6 +861,12 @@ void Agent::ReportKernelLoss(bool final_report) {
         if (err != 0) {
           why = absl::StrCat("; bpf_task_work_schedule_resume last returned ",
                              err, " (", std::strerror(-err), ")");
+          if (err == -ENOMEM && CpuLacksCx16()) {
+            absl::StrAppend(&why,
+                            ": this CPU has no CMPXCHG16B (no cx16 in "
+                            "/proc/cpuinfo), which the kernel's lock-free "
+                            "allocator behind bpf_task_work needs");
+          }
         }
       }
       LogWarning(now - last_stats_[c.stat], " ", c.what, " (", now, " total)",

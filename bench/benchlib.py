@@ -165,6 +165,47 @@ def alternated_rounds(conds, rounds, max_seconds, quiet_wait=None, what=""):
         longest = max(longest, time.monotonic() - t_round)
 
 
+def prog_stats(pid):
+    """{prog_id: (run_time_ns, run_cnt)} of the BPF programs `pid` holds
+    open: the kernel's own statistics (the agent's --bpf_stats turns them
+    on), read from /proc/PID/fdinfo, so a reading execs nothing (an exec
+    would run the programs being measured)."""
+    stats = {}
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if os.readlink(fd) != "anon_inode:bpf-prog":
+                continue
+            text = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
+        except OSError:
+            continue
+        info = dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+        stats[int(info["prog_id"])] = (int(info["run_time_ns"]), int(info["run_cnt"]))
+    return stats
+
+
+def prog_names(ids):
+    """{prog_id: name} (runs bpftool: call it outside timed sections)."""
+    r = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True)
+    if r.returncode != 0:
+        die(f"bpftool prog show: {r.stderr.strip()}")
+    return {p["id"]: p.get("name", f"id{p['id']}") for p in json.loads(r.stdout)
+            if p["id"] in ids}
+
+
+def prog_stats_delta(before, after):
+    """{program name: (ns, runs)} of the programs that ran between two
+    prog_stats readings of one process."""
+    names = prog_names(set(after))
+    d = {}
+    for i, (ns, n) in after.items():
+        ns0, n0 = before.get(i, (0, 0))
+        if n > n0:
+            name = names.get(i, f"id{i}")
+            t = d.get(name, (0, 0))
+            d[name] = (t[0] + ns - ns0, t[1] + n - n0)
+    return d
+
+
 def fresh_copy(src, dst):
     """A new file (new inode, ctime = now) with src's content."""
     shutil.copyfile(src, dst)

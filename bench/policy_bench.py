@@ -55,7 +55,7 @@ Parts, each alternated round-robin so background load hits all conditions:
           B and C (and D with --exec_conditions=...,D) with --bpf-stats
           (BPF_ENABLE_STATS), alternated, --kcost_rounds batches of
           --kcost_count cache-hit execs each; run_time_ns / run_cnt of the
-          agent's em_exec, em_fork and em_exit programs (bpftool prog show)
+          agent's em_exec, em_fork and em_exit programs (/proc/PID/fdinfo)
           before and after each batch: ns per program run, C - B.
 
 Usage (root):  bench/policy_bench.py [--parts=lint,start,reload,exec[,kcost]]
@@ -617,28 +617,6 @@ def exec_table(conds, used, title):
     return {"stats": stats, "ratios": ratios, "cpu_ratios": cpu_ratios}
 
 
-def prog_stats(pid):
-    """{program name: (run_time_ns, run_cnt)} of the BPF programs pid holds."""
-    ids = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            if os.readlink(fd) != "anon_inode:bpf-prog":
-                continue
-            for l in Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text().splitlines():
-                if l.startswith("prog_id:"):
-                    ids.add(int(l.split(":")[1]))
-        except OSError:
-            continue
-    out = {}
-    for i in ids:
-        r = subprocess.run(["bpftool", "prog", "show", "id", str(i), "-j"],
-                           capture_output=True, text=True)
-        if r.returncode == 0:
-            j = json.loads(r.stdout)
-            out[j.get("name", f"id{i}")] = (j.get("run_time_ns", 0), j.get("run_cnt", 0))
-    return out
-
-
 def part_kcost(args, dirs, logdir, results):
     conds = {"B": None, "C": dirs["P10"]}
     if "D" in args.exec_conditions.split(","):
@@ -657,20 +635,20 @@ def part_kcost(args, dirs, logdir, results):
                              agent_flags(conds[n]) + ["--cache_min_age=1s", "--bpf-stats"])
                 try:
                     time.sleep(args.settle)
-                    s0 = prog_stats(a.proc.pid)
+                    s0 = bl.prog_stats(a.proc.pid)
                     p = subprocess.run([str(bl.EXEC_BENCH), f"--binary={f_path}",
                                         f"--count={args.kcost_count}", "--warmup=20",
                                         f"--out={logdir}/kcost.ns"],
                                        capture_output=True, text=True)
-                    s1 = prog_stats(a.proc.pid)
+                    s1 = bl.prog_stats(a.proc.pid)
                     if p.returncode != 0:
                         bl.die(f"exec_bench: {p.stderr}")
                 finally:
                     a.stop()
+                d = bl.prog_stats_delta(s0, s1)
                 row = {}
                 for prog in progs:
-                    dt = s1[prog][0] - s0[prog][0]
-                    dn = s1[prog][1] - s0[prog][1]
+                    dt, dn = d.get(prog, (0, 0))
                     row[prog] = (dt / dn if dn else float("nan"), dn)
                 rows[n].append(row)
     finally:

@@ -31,6 +31,14 @@ right, build_id_source "cache" for B and "page_cache" or "task_work" for
 C/C2) and its
 summary counters are recorded (B: cache_hits; C/C2: cache_hits must be 0).
 
+Every agent runs with --bpf_stats, so the kernel times each run of its BPF
+programs. Read from /proc/PID/fdinfo just before and after each timed batch,
+they give the in-kernel cost per exec within that very batch, and its ratio
+to the batch's own mean latency: a measure that the machine's drift between
+batches does not blur (the end-to-end ratios of alternated batches still
+carry it). The statistics' own cost (two clock reads per program run) is
+part of the agent conditions' latency.
+
 The VM may be shared: before each round the driver waits (up to
 --quiet_wait s) for an idle machine with no other execmon process; a round is
 reported as noisy if during any of its batches another execmon ran, or other
@@ -171,9 +179,11 @@ def run_batch(cond, args, f_path, copies_dir, logdir, tag, before=None, check=No
         os.kill(agent.proc.pid, signal.SIGSTOP)
     busy0, steal0 = bl.cpu_times()
     agent_cpu0 = agent.cpu_seconds() if agent else 0.0
+    bpf0 = bl.prog_stats(agent.proc.pid) if agent else {}
     t0 = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.monotonic() - t0
+    bpf1 = bl.prog_stats(agent.proc.pid) if agent else {}
     if cond.stopped:
         os.kill(agent.proc.pid, signal.SIGCONT)
     agent_cpu = (agent.cpu_seconds() - agent_cpu0) if agent else 0.0
@@ -190,6 +200,7 @@ def run_batch(cond, args, f_path, copies_dir, logdir, tag, before=None, check=No
     # used during the batch (/proc/stat ticks: +-0.01 s per CPU), and steal.
     foreign = (busy1 - busy0) - ours
     steal = steal1 - steal0
+    bpf = bl.prog_stats_delta(bpf0, bpf1) if agent else {}
     if agent:
         summary = agent.stop()
         events = agent.exec_events()
@@ -210,14 +221,21 @@ def run_batch(cond, args, f_path, copies_dir, logdir, tag, before=None, check=No
                          # exec: the exec path's own work, BPF programs included,
                          # without waiting for a CPU.
                          "cpu_per_exec_ns": bench_cpu_ns / (args.count + args.warmup),
+                         "mean_ns": sum(samples) / len(samples),
+                         # The agent's BPF programs during the batch, from
+                         # the kernel's statistics: {name: (ns, runs)}.
+                         "bpf": bpf,
                          "loadavg": " ".join(bl.loadavg())})
     limit = max(args.noise_floor, args.noise_limit * wall)
     return foreign > limit or steal > limit or bool(others)
 
 
 def known_conditions():
-    hit_flags = ["--snapshot=false", "--cache_min_age=1s"]
-    miss_flags = ["--snapshot=false", "--cache_min_age=1h"]
+    # --bpf_stats: the kernel times every run of the agent's programs (two
+    # clock reads per run, counted in the agent conditions' latency), which
+    # gives their in-kernel cost per exec within the very batch (report()).
+    hit_flags = ["--snapshot=false", "--cache_min_age=1s", "--bpf_stats"]
+    miss_flags = ["--snapshot=false", "--cache_min_age=1h", "--bpf_stats"]
     return {c.name: c for c in [
         Cond("A", "no agent", None, False, None),
         Cond("B", "agent, every exec a cache hit", hit_flags, False, HIT),
@@ -308,7 +326,10 @@ def merge(dirs):
         for r in range(res["rounds"]):
             for c in conds:
                 s = [int(x) for x in (d / f"r{r:03d}.{c.name}.ns").read_text().split()]
-                c.batches.append({"samples": s, "median_ns": bl.quantile(sorted(s), 0.5)})
+                saved = res["batches"][c.name][r]
+                c.batches.append({"samples": s, "median_ns": bl.quantile(sorted(s), 0.5),
+                                  "mean_ns": sum(s) / len(s),
+                                  "bpf": saved.get("bpf", {})})
             if r not in res["noisy_rounds"]:
                 quiet.append(total)
             total += 1
@@ -377,7 +398,61 @@ def table(conds, rounds_used, title):
               f"{r['per_round_median']:.3f} [{r['per_round_p10']:.3f}, "
               f"{r['per_round_p90']:.3f}] | {r['ci95'][0]:.3f} – {r['ci95'][1]:.3f} | "
               f"{goals.get((x, y), '—')} |")
-    return {"rounds": len(rounds_used), "stats": stats, "ratios": ratios}
+    kernel = kernel_cost(conds, rounds_used)
+    return {"rounds": len(rounds_used), "stats": stats, "ratios": ratios,
+            "kernel_cost": kernel}
+
+
+def kernel_cost(conds, rounds_used):
+    """The agent's in-kernel cost per exec, measured inside each batch: the
+    time the kernel spent in the agent's BPF programs (its statistics, from
+    --bpf_stats) divided by the runs of the exec program, against that
+    batch's own mean exec latency. Latency noise between batches (the
+    machine's speed drifts) cancels, as both come from the same seconds;
+    what it leaves out is the agent's user-space work on the other CPU and
+    the kernel's dispatch to the programs (not timed by the statistics)."""
+    rows = {}
+    for c in conds:
+        batches = [c.batches[r] for r in rounds_used if c.batches[r].get("bpf")]
+        if not batches:
+            continue
+        per_batch, progs = [], {}
+        tot_ns = tot_execs = tot_lat = tot_n = 0
+        for b in batches:
+            runs = b["bpf"].get("em_exec", (0, 0))[1]
+            if not runs:
+                continue
+            ns = sum(v[0] for v in b["bpf"].values())
+            per_batch.append((ns / runs, b["mean_ns"] / (b["mean_ns"] - ns / runs)))
+            for name, (pns, _) in b["bpf"].items():
+                progs[name] = progs.get(name, 0) + pns
+            tot_ns, tot_execs = tot_ns + ns, tot_execs + runs
+            tot_lat, tot_n = tot_lat + b["mean_ns"], tot_n + 1
+        if not per_batch:
+            continue
+        ns_exec = tot_ns / tot_execs
+        mean_lat = tot_lat / tot_n
+        ratios = sorted(x[1] for x in per_batch)
+        rows[c.name] = {
+            "bpf_ns_per_exec": ns_exec, "mean_latency_ns": mean_lat,
+            "ratio_pooled": mean_lat / (mean_lat - ns_exec),
+            "ratio_per_batch": [bl.quantile(ratios, q) for q in (0.0, 0.5, 1.0)],
+            "programs_ns_per_exec": {k: v / tot_execs for k, v in sorted(progs.items())}}
+    if not rows:
+        return rows
+    print("\n#### In-kernel cost, measured within the same batches (kernel BPF "
+          "statistics)\n")
+    print("| cond | BPF µs per exec | by program (µs per exec) | mean exec µs "
+          "| in-kernel ratio, pooled | per batch: median [min, max] |")
+    print("|---|---:|---|---:|---:|---|")
+    for name, k in rows.items():
+        progs = ", ".join(f"{p} {v / 1e3:.2f}" for p, v in
+                          k["programs_ns_per_exec"].items() if v >= 5)
+        lo, med, hi = k["ratio_per_batch"]
+        print(f"| {name} | {k['bpf_ns_per_exec'] / 1e3:.2f} | {progs} | "
+              f"{k['mean_latency_ns'] / 1e3:.1f} | {k['ratio_pooled']:.4f} | "
+              f"{med:.4f} [{lo:.4f}, {hi:.4f}] |")
+    return rows
 
 
 def report(conds, args, rounds, wall, noisy_rounds):

@@ -38,6 +38,14 @@ KERNELS = {
 }
 AT_EXEC = ("page_cache", "task_work")
 
+# The guest CPU model per kernel (run_in_vm.sh's VM_CPU). Its default,
+# max,-cx16, hides CMPXCHG16B: qemu 7.2's TCG double-faults 6.12 guests in
+# SLUB's cmpxchg16b path. Kernels from 7.x on allocate bpf_task_work's
+# context with kmalloc_nolock(), which needs CMPXCHG16B (every x86-64 server
+# CPU has it): without it every task_work schedule fails with ENOMEM. So 7.3
+# boots with it, and once more without it (test_kernel_task_work_no_cx16).
+CPU = {"7.3": "max"}
+
 
 def kernel_dir(label):
     """The unpacked kernel (cached), or pytest.skip with the reason."""
@@ -76,22 +84,29 @@ def record(label, result):
 _RESULTS = {}
 
 
-def guest_result(label):
-    """The guest's checks on kernel label, run once per session."""
-    if label in _RESULTS:
-        return _RESULTS[label]
+def guest_result(label, cpu=None, only=None):
+    """The guest's checks on kernel label (CPU model `cpu`, else CPU's;
+    with `only`, just that build-ID path), run once per session."""
+    cpu = cpu or CPU.get(label)
+    key = (label, cpu, only)
+    if key in _RESULTS:
+        return _RESULTS[key]
     kdir = kernel_dir(label)
+    env = {**os.environ, "VM_CACHE": str(CACHE)}
+    if cpu:
+        env["VM_CPU"] = cpu
     r = subprocess.run(
         ["bash", str(HERE / "run_in_vm.sh"), "--mem", "2G", "--timeout", "600",
          str(kdir), "--", "env", f"EXECMON_BUILD_DIR={BUILD}",
-         "python3", str(HERE / "guest_check.py")],
-        capture_output=True, text=True, timeout=700,
-        env={**os.environ, "VM_CACHE": str(CACHE)})
+         f"GUEST_CHECK_ONLY={only or ''}", "python3", str(HERE / "guest_check.py")],
+        capture_output=True, text=True, timeout=700, env=env)
     m = re.search(r"^@@RESULT (.*)$", r.stdout, re.M)
     assert m, f"no result from the guest (rc {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-2000:]}"
-    _RESULTS[label] = json.loads(m.group(1))
-    record(label, _RESULTS[label])
-    return _RESULTS[label]
+    _RESULTS[key] = json.loads(m.group(1))
+    _RESULTS[key]["cpu"] = env.get("VM_CPU", "max,-cx16")
+    if not only:
+        record(label, _RESULTS[key])
+    return _RESULTS[key]
 
 
 @pytest.mark.parametrize("label", list(KERNELS))
@@ -117,6 +132,26 @@ def test_kernel_task_work_path(label):
                     f"({tw['task_work_schedule_failed']} of them); execs fell "
                     "through to the hold path")
     check_run(res["kernel"], tw, ("task_work",), {"task_work", "iterator"})
+
+
+def test_kernel_task_work_no_cx16():
+    """7.3 on a CPU without CMPXCHG16B: the task_work path loads, every
+    schedule fails with ENOMEM (the kernel's lock-free allocator needs the
+    instruction). The agent says why, and nothing runs unjudged: a
+    first-seen binary under an enforce+kill deny is still killed before its
+    first action (held, then judged late)."""
+    res = guest_result("7.3", cpu="max,-cx16", only="task_work")
+    tw = res["task_work"]
+    assert "start_error" not in tw, tw["start_error"]
+    assert tw["agent_rc"] == 0
+    assert tw["paths"]["task_work"]["loaded"], tw["paths"]
+    assert tw["task_work_schedule_failed"] > 0, tw["kernel_summary"]
+    assert re.search(r"task_work=0\b", tw["kernel_summary"]), tw["kernel_summary"]
+    why = tw["task_work_failed_why"]
+    assert "returned -12" in why and "no CMPXCHG16B" in why, why
+    enforce = tw["checks"]["enforce_first_seen"]
+    assert enforce["rc"] == -9 and enforce["flag_created"] is False, enforce
+    assert enforce["verdict"]["decision"] == "deny", enforce
 
 
 def check_run(kernel, res, sources, paths):
