@@ -29,8 +29,10 @@ KERNELS = {
     "6.1": ("bookworm", ["linux-image-6.1.0-50-cloud-amd64-unsigned"]),
     "6.12": ("bookworm-backports", ["linux-image-6.12.95+deb12-cloud-amd64-unsigned"]),
     "6.18": ("trixie-backports", ["linux-image-6.18.15+deb13-cloud-amd64"]),
-    "6.19": ("trixie-backports", ["linux-binary-6.19.14+deb13-cloud-amd64",
-                                  "linux-modules-6.19.14+deb13-cloud-amd64"]),
+    # Its linux-modules package is gone from the archive; the image alone
+    # boots (virtiofs is built in; without the overlay module the guest's
+    # root is read-only with a tmpfs /tmp, run_in_vm.sh).
+    "6.19": ("trixie-backports", ["linux-binary-6.19.14+deb13-cloud-amd64"]),
     # The newest Debian kernel: a newer verifier, and the task_work kfunc
     # with an implicit argument.
     "7.3": ("trixie-backports", ["linux-binary-7.3.4+deb13-cloud-amd64",
@@ -45,6 +47,12 @@ AT_EXEC = ("page_cache", "task_work")
 # CPU has it): without it every task_work schedule fails with ENOMEM. So 7.3
 # boots with it, and once more without it (test_kernel_task_work_no_cx16).
 CPU = {"7.3": "max"}
+# 6.19's verifier walks several times more states of the same programs
+# (page_cache 177k instructions against 47k on 6.18): its start-up takes
+# ~6 min under TCG, and with 2 GiB the verifier's states exhaust the guest's
+# memory (the OOM killer ends the agent inside bpf_prog_load).
+MEM = {"6.19": "8G"}
+START_TIMEOUT = {"6.19": 1500}
 
 
 def kernel_dir(label):
@@ -95,11 +103,14 @@ def guest_result(label, cpu=None, only=None):
     env = {**os.environ, "VM_CACHE": str(CACHE)}
     if cpu:
         env["VM_CPU"] = cpu
+    start = START_TIMEOUT.get(label, 600)
+    guest_timeout = 600 + 2 * start  # two agents start in a guest
     r = subprocess.run(
-        ["bash", str(HERE / "run_in_vm.sh"), "--mem", "2G", "--timeout", "600",
-         str(kdir), "--", "env", f"EXECMON_BUILD_DIR={BUILD}",
+        ["bash", str(HERE / "run_in_vm.sh"), "--mem", MEM.get(label, "2G"),
+         "--timeout", str(guest_timeout), str(kdir), "--", "env",
+         f"EXECMON_BUILD_DIR={BUILD}", f"GUEST_START_TIMEOUT={start}",
          f"GUEST_CHECK_ONLY={only or ''}", "python3", str(HERE / "guest_check.py")],
-        capture_output=True, text=True, timeout=700, env=env)
+        capture_output=True, text=True, timeout=guest_timeout + 100, env=env)
     m = re.search(r"^@@RESULT (.*)$", r.stdout, re.M)
     assert m, f"no result from the guest (rc {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-2000:]}"
     _RESULTS[key] = json.loads(m.group(1))
@@ -131,7 +142,9 @@ def test_kernel_task_work_path(label):
                     f"bpf_task_work_schedule_resume failed for every exec "
                     f"({tw['task_work_schedule_failed']} of them); execs fell "
                     "through to the hold path")
-    check_run(res["kernel"], tw, ("task_work",), {"task_work", "iterator"})
+    late = res["default"]["paths"]["iterator"]["loaded"]
+    check_run(res["kernel"], tw, ("task_work",),
+              {"task_work", "iterator"} if late else {"task_work"})
 
 
 def test_kernel_task_work_no_cx16():
