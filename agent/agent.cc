@@ -106,20 +106,23 @@ std::vector<KernelRecord> DecodeAll(absl::Span<const uint8_t> data,
   return out;
 }
 
-// Whether /proc/cpuinfo lists the "cx16" flag (CMPXCHG16B). Newer kernels
+// Whether /proc/cpuinfo lacks the "cx16" flag (CMPXCHG16B). Newer kernels
 // (7.x) allocate the bpf_task_work context with kmalloc_nolock(), which
 // needs that instruction on x86: without it every schedule fails with
-// -ENOMEM (seen in qemu guests started with -cpu ...,-cx16).
+// -ENOMEM (seen in qemu guests started with -cpu ...,-cx16). Read once.
 bool CpuLacksCx16() {
+  static const bool lacks = [] {
 #if defined(__x86_64__)
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.starts_with("flags")) continue;
-    return !absl::StrContains(absl::StrCat(line, " "), " cx16 ");
-  }
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (!line.starts_with("flags")) continue;
+      return !absl::StrContains(absl::StrCat(line, " "), " cx16 ");
+    }
 #endif
-  return false;
+    return false;
+  }();
+  return lacks;
 }
 
 }  // namespace

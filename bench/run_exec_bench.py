@@ -416,23 +416,23 @@ def kernel_cost(conds, rounds_used):
         batches = [c.batches[r] for r in rounds_used if c.batches[r].get("bpf")]
         if not batches:
             continue
-        per_batch, progs = [], {}
+        ratios, progs = [], {}
         tot_ns = tot_execs = tot_lat = tot_n = 0
         for b in batches:
             runs = b["bpf"].get("em_exec", (0, 0))[1]
             if not runs:
                 continue
             ns = sum(v[0] for v in b["bpf"].values())
-            per_batch.append((ns / runs, b["mean_ns"] / (b["mean_ns"] - ns / runs)))
+            ratios.append(b["mean_ns"] / (b["mean_ns"] - ns / runs))
             for name, (pns, _) in b["bpf"].items():
                 progs[name] = progs.get(name, 0) + pns
             tot_ns, tot_execs = tot_ns + ns, tot_execs + runs
             tot_lat, tot_n = tot_lat + b["mean_ns"], tot_n + 1
-        if not per_batch:
+        if not ratios:
             continue
         ns_exec = tot_ns / tot_execs
         mean_lat = tot_lat / tot_n
-        ratios = sorted(x[1] for x in per_batch)
+        ratios.sort()
         rows[c.name] = {
             "bpf_ns_per_exec": ns_exec, "mean_latency_ns": mean_lat,
             "ratio_pooled": mean_lat / (mean_lat - ns_exec),

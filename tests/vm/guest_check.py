@@ -230,8 +230,7 @@ def main():
     if only:
         # One path on its own, nothing else (a second boot of a kernel with
         # another CPU model, tests/vm/test_kernels.py).
-        late = ",iterator" if os.environ.get("GUEST_CHECK_LATE", "1") == "1" else ""
-        res[only] = run_agent(only, [f"--build_id_resolver={only}{late}"], pol)
+        res[only] = run_agent(only, [f"--build_id_resolver={only},iterator"], pol)
         print("@@RESULT " + json.dumps(res))
         return
     res["default"] = run_agent("default", [], pol)

@@ -114,7 +114,7 @@ def guest_result(label, cpu=None, only=None):
     m = re.search(r"^@@RESULT (.*)$", r.stdout, re.M)
     assert m, f"no result from the guest (rc {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-2000:]}"
     _RESULTS[key] = json.loads(m.group(1))
-    _RESULTS[key]["cpu"] = env.get("VM_CPU", "max,-cx16")
+    _RESULTS[key]["cpu"] = cpu  # None: run_in_vm.sh's default
     if not only:
         record(label, _RESULTS[key])
     return _RESULTS[key]
